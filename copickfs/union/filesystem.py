@@ -1,0 +1,478 @@
+"""`UnionFileSystem`: an fsspec filesystem over a writable overlay and a read-only static layer.
+
+The semantics are DESIGN.md's union table. Besides the fsspec API, the class offers
+the POSIX verbs the mount needs (`posix_rename`, `unlink`, `chmod`, `truncate`,
+`open_fd`, ...) so the mount holds no storage logic of its own. Nothing here knows of
+FUSE or copick; errors are built-in exceptions.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import time
+from typing import IO, Any
+
+from fsspec import AbstractFileSystem
+
+from . import markers
+from .copyup import copy_entry
+from .layers import Layer, open_layer
+from .locks import PathLocks
+from .lookup import Hit, Resolver
+from .stat import Stat
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
+
+
+def _error(code: int, path: str) -> OSError:
+    """An OSError of the right subclass (FileNotFoundError, ...) with errno set."""
+    return OSError(code, os.strerror(code), path)
+
+
+class UnionFileSystem(AbstractFileSystem):
+    """Overlay wins, static shows through, the static layer is never written."""
+
+    protocol = "union"
+    root_marker = ""
+    cachable = False
+
+    def __init__(
+        self,
+        overlay: Layer | str,
+        static: Layer | str | None = None,
+        overlay_options: dict[str, Any] | None = None,
+        static_options: dict[str, Any] | None = None,
+        **storage_options: Any,
+    ) -> None:
+        super().__init__(**storage_options)
+        self.overlay = overlay if isinstance(overlay, Layer) else open_layer(overlay, overlay_options)
+        if static is None or isinstance(static, Layer):
+            self.static = static
+        else:
+            self.static = open_layer(static, static_options)
+        self._resolver = Resolver(self.overlay, self.static)
+        self._locks = PathLocks()
+
+    # ------------------------------------------------------------------ paths
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]  # type: ignore[return-value]
+        path = str(path)
+        if path.startswith("union://"):
+            path = path[len("union://"):]
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise ValueError(f"path leaves the union: {path!r}")
+        return "/".join(parts)
+
+    @classmethod
+    def _parent(cls, path: str) -> str:
+        return posixpath.dirname(cls._strip_protocol(path))
+
+    # ---------------------------------------------------------------- lookups
+
+    def lookup(self, path: str) -> Hit | None:
+        """The winning entry of ``path``, or None."""
+        return self._resolver.lookup(self._strip_protocol(path))
+
+    def layer_of(self, path: str) -> str | None:
+        """"overlay" or "static": where ``path`` wins; None if it does not exist."""
+        hit = self.lookup(path)
+        if hit is None:
+            return None
+        return "overlay" if hit.layer is self.overlay else "static"
+
+    def _hit(self, path: str) -> Hit:
+        hit = self._resolver.lookup(path)
+        if hit is None:
+            raise _error(errno.ENOENT, path)
+        return hit
+
+    def _dir_hit(self, path: str) -> Hit:
+        hit = self._hit(path)
+        if not hit.is_dir:
+            raise _error(errno.ENOTDIR, path)
+        return hit
+
+    def _static_holds(self, path: str) -> bool:
+        return self._resolver.static_entry(path) is not None
+
+    def names(self, path: str) -> dict[str, str]:
+        """Merged directory listing: name -> "overlay" | "static"."""
+        path = self._strip_protocol(path)
+        listing = self._resolver.listing(path, self._dir_hit(path))
+        return {n: ("overlay" if layer is self.overlay else "static") for n, layer in listing.items()}
+
+    def _info(self, path: str, hit: Hit) -> dict[str, Any]:
+        st = hit.stat
+        return {
+            "name": path,
+            "size": st.size,
+            "type": st.kind,
+            "mode": st.mode,
+            "mtime": st.mtime_ns / 1e9,
+            "uid": st.uid,
+            "gid": st.gid,
+            "nlink": st.nlink,
+            "islink": st.is_link,
+            "layer": "overlay" if hit.layer is self.overlay else "static",
+        }
+
+    def stat_entry(self, path: str) -> tuple[Stat, str]:
+        """(stat, layer name) of ``path``; FileNotFoundError when absent."""
+        hit = self._hit(self._strip_protocol(path))
+        return hit.stat, ("overlay" if hit.layer is self.overlay else "static")
+
+    # --------------------------------------------------------------- fsspec: read
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        path = self._strip_protocol(path)
+        return self._info(path, self._hit(path))
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        path = self._strip_protocol(path)
+        hit = self._hit(path)
+        if not hit.is_dir:
+            return [self._info(path, hit) if detail else path]
+        out: list[Any] = []
+        for name, layer in sorted(self._resolver.listing(path, hit).items()):
+            child = posixpath.join(path, name)
+            if not detail:
+                out.append(child)
+                continue
+            st = layer.stat(child)
+            if st is not None:  # vanished meanwhile
+                out.append(self._info(child, Hit(layer, st)))
+        return out
+
+    def exists(self, path: str, **kwargs: Any) -> bool:
+        try:
+            return self.lookup(path) is not None
+        except ValueError:
+            return False
+
+    def created(self, path: str) -> Any:
+        import datetime
+
+        return datetime.datetime.fromtimestamp(self.info(path)["mtime"], tz=datetime.timezone.utc)
+
+    modified = created
+
+    def readlink(self, path: str) -> str:
+        path = self._strip_protocol(path)
+        hit = self._hit(path)
+        if not hit.stat.is_link:
+            raise _error(errno.EINVAL, path)
+        return hit.layer.readlink(path)
+
+    def islink(self, path: str) -> bool:
+        hit = self.lookup(path)
+        return hit is not None and hit.stat.is_link
+
+    def statfs(self) -> dict[str, int]:
+        return self.overlay.statfs()
+
+    def _open(self, path: str, mode: str = "rb", block_size: Any = None, autocommit: bool = True,
+              cache_options: Any = None, **kwargs: Any) -> IO[bytes]:
+        path = self._strip_protocol(path)
+        if "r" in mode and "+" not in mode:
+            hit = self._hit(path)
+            if hit.is_dir:
+                raise _error(errno.EISDIR, path)
+            return hit.layer.open(path, mode)
+        if "x" in mode and self.lookup(path) is not None:
+            raise _error(errno.EEXIST, path)
+        truncating = "w" in mode or "x" in mode
+        if self.lookup(path) is None:
+            if not truncating:
+                raise _error(errno.ENOENT, path)
+            self.makedirs(posixpath.dirname(path), exist_ok=True)
+            self.create(path)
+        else:
+            self.copy_up(path, with_data=not truncating)
+        return self.overlay.open(path, mode.replace("x", "w"))
+
+    # -------------------------------------------------------------- copy-up
+
+    def copy_up(self, path: str, with_data: bool = True) -> Stat:
+        """Make the overlay hold ``path`` (and its parent directories); return its overlay stat."""
+        path = self._strip_protocol(path)
+        with self._locks.hold(path):
+            present = self.overlay.stat(path)
+            if present is not None:
+                return present
+            hit = self._hit(path)
+            self._ensure_overlay_dir(posixpath.dirname(path))
+            copy_entry(hit.layer, self.overlay, path, hit.stat, with_data)
+            copied = self.overlay.stat(path)
+            assert copied is not None
+            return copied
+
+    def _ensure_overlay_dir(self, path: str) -> None:
+        """Give the overlay every directory on the way to ``path``, copying static's attributes.
+
+        Takes no locks: making a directory is idempotent, and taking parent locks
+        while a child's lock is held could deadlock.
+        """
+        current = ""
+        for name in path.split("/") if path else ():
+            current = posixpath.join(current, name)
+            if self.overlay.stat(current) is not None:
+                continue
+            hit = self._dir_hit(current)
+            copy_entry(hit.layer, self.overlay, current, hit.stat)
+
+    # ------------------------------------------------------------ whiteouts
+
+    def _whiteout(self, path: str) -> None:
+        self._ensure_overlay_dir(posixpath.dirname(path))
+        self.overlay.touch(markers.whiteout_of(path))
+
+    def _drop_whiteout(self, path: str) -> bool:
+        try:
+            self.overlay.remove(markers.whiteout_of(path))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def _remove_overlay_dir(self, path: str) -> None:
+        """Remove an overlay directory that holds nothing but markers."""
+        for name in self.overlay.listdir(path) or ():
+            if not markers.is_reserved(name):
+                raise _error(errno.ENOTEMPTY, path)
+            self.overlay.remove(posixpath.join(path, name))
+        self.overlay.rmdir(path)
+
+    # ------------------------------------------------------------ creation
+
+    def _check_new(self, path: str) -> None:
+        """Raise unless ``path`` may be created: a free, unreserved name in an existing directory."""
+        if not path:
+            raise _error(errno.EEXIST, path)
+        if markers.is_reserved(posixpath.basename(path)):
+            raise _error(errno.EPERM, path)
+        if self._resolver.lookup(path) is not None:
+            raise _error(errno.EEXIST, path)
+        self._dir_hit(posixpath.dirname(path))
+
+    def create(self, path: str, mode: int = 0o666) -> None:
+        """Create an empty regular file in the overlay (O_CREAT|O_EXCL semantics)."""
+        path = self._strip_protocol(path)
+        with self._locks.hold(path):
+            self._check_new(path)
+            self._ensure_overlay_dir(posixpath.dirname(path))
+            self.overlay.create(path, mode)
+            self._drop_whiteout(path)
+
+    def mkdir(self, path: str, create_parents: bool = True, mode: int = 0o777, **kwargs: Any) -> None:
+        path = self._strip_protocol(path)
+        if create_parents and path:
+            parent = posixpath.dirname(path)
+            if parent and self.lookup(parent) is None:
+                self.mkdir(parent, create_parents=True, mode=mode)
+        with self._locks.hold(path):
+            self._check_new(path)
+            self._ensure_overlay_dir(posixpath.dirname(path))
+            self.overlay.mkdir(path, mode)
+            if self.overlay.stat(markers.whiteout_of(path)) is not None:
+                # Whatever static holds under this name was deleted: keep it hidden.
+                self.overlay.touch(markers.opaque_marker_of(path))
+                self._drop_whiteout(path)
+
+    def makedirs(self, path: str, exist_ok: bool = False) -> None:
+        path = self._strip_protocol(path)
+        hit = self.lookup(path)
+        if hit is not None:
+            if not exist_ok or not hit.is_dir:
+                raise _error(errno.EEXIST, path)
+            return
+        self.mkdir(path, create_parents=True)
+
+    def symlink(self, target: str, path: str, **kwargs: Any) -> None:
+        """Make ``path`` a symlink to ``target`` (stored in the overlay)."""
+        path = self._strip_protocol(path)
+        with self._locks.hold(path):
+            self._check_new(path)
+            self._ensure_overlay_dir(posixpath.dirname(path))
+            self.overlay.symlink(target, path)
+            self._drop_whiteout(path)
+
+    def link(self, src: str, dst: str, **kwargs: Any) -> None:
+        """Hard links cannot span layers: EXDEV, as kernel overlayfs."""
+        raise _error(errno.EXDEV, self._strip_protocol(dst))
+
+    def touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
+        path = self._strip_protocol(path)
+        if self.lookup(path) is None:
+            self.create(path)
+        elif truncate:
+            self.truncate(path, 0)
+        else:
+            now = time.time_ns()
+            self.utime(path, now, now)
+
+    # ------------------------------------------------------------ removal
+
+    def unlink(self, path: str) -> None:
+        path = self._strip_protocol(path)
+        with self._locks.hold(path):
+            hit = self._hit(path)
+            if hit.is_dir:
+                raise _error(errno.EISDIR, path)
+            if self._static_holds(path):
+                self._whiteout(path)  # first: a crash never brings static back
+            if hit.layer is self.overlay:
+                self.overlay.remove(path)
+
+    def rm_file(self, path: str) -> None:
+        self.unlink(path)
+
+    def rmdir(self, path: str) -> None:
+        path = self._strip_protocol(path)
+        if not path:
+            raise _error(errno.EBUSY, path)
+        with self._locks.hold(path):
+            hit = self._dir_hit(path)
+            if self._resolver.listing(path, hit):
+                raise _error(errno.ENOTEMPTY, path)
+            if self._static_holds(path):
+                self._whiteout(path)
+            if self.overlay.stat(path) is not None:
+                self._remove_overlay_dir(path)
+
+    def _rm(self, path: str) -> None:
+        hit = self.lookup(path)
+        if hit is not None and hit.is_dir:
+            self.rmdir(path)
+        else:
+            self.unlink(path)
+
+    def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
+        paths = self.expand_path(path, recursive=recursive, maxdepth=maxdepth)
+        for p in sorted(paths, key=len, reverse=True):  # children before parents
+            self._rm(p)
+
+    # ------------------------------------------------------------ changes
+
+    def chmod(self, path: str, mode: int) -> None:
+        path = self._strip_protocol(path)
+        with self._locks.hold(path):
+            self.copy_up(path)
+            self.overlay.chmod(path, mode)
+
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        path = self._strip_protocol(path)
+        with self._locks.hold(path):
+            st = self.copy_up(path)
+            self.overlay.chown(path, st.uid if uid < 0 else uid, st.gid if gid < 0 else gid)
+
+    def utime(self, path: str, atime_ns: int, mtime_ns: int) -> None:
+        path = self._strip_protocol(path)
+        with self._locks.hold(path):
+            self.copy_up(path)
+            self.overlay.utime(path, atime_ns, mtime_ns)
+
+    def truncate(self, path: str, size: int, **kwargs: Any) -> None:
+        path = self._strip_protocol(path)
+        with self._locks.hold(path):
+            if self._hit(path).is_dir:
+                raise _error(errno.EISDIR, path)
+            self.copy_up(path, with_data=size > 0)
+            self.overlay.truncate(path, size)
+
+    def open_fd(self, path: str, flags: int) -> int | None:
+        """An OS file descriptor for ``path`` when its layer is local, else None.
+
+        Opening for writing (or with O_TRUNC) copies a static file up first, so the
+        descriptor always refers to the overlay copy; static files open read-only.
+        """
+        path = self._strip_protocol(path)
+        writing = bool(flags & _WRITE_FLAGS) or bool(flags & os.O_TRUNC)
+        if writing:
+            if self._hit(path).is_dir:
+                raise _error(errno.EISDIR, path)
+            self.copy_up(path, with_data=not flags & os.O_TRUNC)
+            layer = self.overlay
+        else:
+            layer = self._hit(path).layer
+        real = layer.os_path(path)
+        if real is None:
+            return None
+        keep = os.O_ACCMODE | os.O_APPEND | os.O_TRUNC | os.O_NONBLOCK | os.O_SYNC | os.O_DSYNC
+        return os.open(real, (flags & keep) | os.O_CLOEXEC | os.O_NOFOLLOW)
+
+    # ------------------------------------------------------------ renames
+
+    def posix_rename(self, src: str, dst: str) -> None:
+        """rename(2) over the union (DESIGN.md's rename rows)."""
+        src, dst = self._strip_protocol(src), self._strip_protocol(dst)
+        if markers.is_reserved(posixpath.basename(dst)):
+            raise _error(errno.EPERM, dst)
+        if not src or not dst:
+            raise _error(errno.EBUSY, src or dst)
+        if src == dst:
+            self._hit(src)
+            return
+        if dst.startswith(src + "/"):
+            raise _error(errno.EINVAL, dst)
+        with self._locks.hold(src, dst):
+            source = self._hit(src)
+            target = self._resolver.lookup(dst)
+            self._dir_hit(posixpath.dirname(dst))
+            if source.is_dir:
+                self._rename_dir(src, dst, target)
+            else:
+                self._rename_file(src, dst, target)
+
+    def _rename_file(self, src: str, dst: str, target: Hit | None) -> None:
+        if target is not None and target.is_dir:
+            raise _error(errno.EISDIR, dst)
+        source_in_static = self._static_holds(src)
+        self.copy_up(src)
+        self._ensure_overlay_dir(posixpath.dirname(dst))
+        self.overlay.rename(src, dst)
+        self._drop_whiteout(dst)
+        if source_in_static:
+            self._whiteout(src)
+
+    def _rename_dir(self, src: str, dst: str, target: Hit | None) -> None:
+        if target is not None:
+            if not target.is_dir:
+                raise _error(errno.ENOTDIR, dst)
+            if self._resolver.listing(dst, target):
+                raise _error(errno.ENOTEMPTY, dst)
+        if self._static_holds(src):
+            raise _error(errno.EXDEV, src)  # as kernel overlayfs without redirect_dir
+        hides_static = self._static_holds(dst) or self.overlay.stat(markers.whiteout_of(dst)) is not None
+        self._ensure_overlay_dir(posixpath.dirname(dst))
+        if self.overlay.stat(dst) is not None:
+            self._remove_overlay_dir(dst)
+        self.overlay.rename(src, dst)
+        if hides_static:
+            self.overlay.touch(markers.opaque_marker_of(dst))
+        self._drop_whiteout(dst)
+
+    def mv(self, path1: str, path2: str, recursive: bool = False, maxdepth: int | None = None,
+           **kwargs: Any) -> None:
+        """fsspec move: a rename, or copy-and-delete where rename says EXDEV (as mv(1))."""
+        try:
+            self.posix_rename(path1, path2)
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise
+            self.copy(path1, path2, recursive=True)
+            self.rm(path1, recursive=True)
+
+    def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        path1, path2 = self._strip_protocol(path1), self._strip_protocol(path2)
+        hit = self._hit(path1)
+        if hit.is_dir:
+            self.makedirs(path2, exist_ok=True)
+            return
+        with self._open(path1, "rb") as fin, self._open(path2, "wb") as fout:
+            while chunk := fin.read(1 << 20):
+                fout.write(chunk)

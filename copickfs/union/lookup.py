@@ -1,0 +1,98 @@
+"""Which layer a union path comes from: whiteouts, opaque directories, merged listings.
+
+Read-only questions about the two layers; nothing here writes.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from . import markers
+from .layers import Layer
+from .stat import Stat
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A union path found in its winning layer."""
+
+    layer: Layer
+    stat: Stat
+
+    @property
+    def is_dir(self) -> bool:
+        return self.stat.is_dir
+
+
+class Resolver:
+    def __init__(self, overlay: Layer, static: Layer | None) -> None:
+        self.overlay = overlay
+        self.static = static
+
+    def lookup(self, path: str) -> Hit | None:
+        """The winning entry for ``path``: overlay first, then static unless hidden."""
+        if _has_reserved_part(path):
+            return None
+        found = self.overlay.stat(path)
+        if found is not None:
+            return Hit(self.overlay, found)
+        static = self.static_entry(path)
+        return None if static is None else Hit(self.static, static)  # type: ignore[arg-type]
+
+    def static_entry(self, path: str) -> Stat | None:
+        """static's entry at ``path`` if the overlay lets it show (even under an overlay entry)."""
+        if self.static is None or not self.static_visible(path):
+            return None
+        return self.static.stat(path)
+
+    def static_visible(self, path: str) -> bool:
+        """Whether no overlay ancestor hides static's ``path``.
+
+        Walks down from the root while the overlay holds the ancestors: at each overlay
+        directory an opaque marker or a whiteout of the next name hides everything below;
+        an overlay non-directory on the way hides it too. Once the overlay lacks an
+        ancestor, nothing deeper can hide anything.
+        """
+        if self.static is None:
+            return False
+        current = ""
+        for name in path.split("/") if path else ():
+            here = self.overlay.stat(current)
+            if here is None:
+                return True
+            if not here.is_dir:
+                return False
+            if self.overlay.stat(posixpath.join(current, markers.OPAQUE)) is not None:
+                return False
+            if self.overlay.stat(posixpath.join(current, markers.PREFIX + name)) is not None:
+                return False
+            current = posixpath.join(current, name)
+        return True
+
+    def listing(self, path: str, hit: Hit) -> dict[str, Layer]:
+        """Names in the merged directory ``path``, each with the layer it comes from."""
+        names: dict[str, Layer] = {}
+        hidden: set[str] = set()
+        opaque = False
+        if hit.layer is self.overlay:
+            for name in self.overlay.listdir(path) or ():
+                if name == markers.OPAQUE:
+                    opaque = True
+                elif (whited := markers.hidden_name(name)) is not None:
+                    hidden.add(whited)
+                elif not markers.is_reserved(name):
+                    names[name] = self.overlay
+            if opaque or self.static is None or not self.static_visible(path):
+                return names
+            static_names = self.static.listdir(path) or ()
+        else:
+            static_names = self.static.listdir(path) or ()  # type: ignore[union-attr]
+        for name in static_names:
+            if name not in names and name not in hidden and not markers.is_reserved(name):
+                names[name] = self.static  # type: ignore[assignment]
+        return names
+
+
+def _has_reserved_part(path: str) -> bool:
+    return bool(path) and any(markers.is_reserved(part) for part in path.split("/"))
