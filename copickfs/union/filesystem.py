@@ -82,9 +82,7 @@ class UnionFileSystem(AbstractFileSystem):
     def layer_of(self, path: str) -> str | None:
         """"overlay" or "static": where ``path`` wins; None if it does not exist."""
         hit = self.lookup(path)
-        if hit is None:
-            return None
-        return "overlay" if hit.layer is self.overlay else "static"
+        return None if hit is None else self._layer_name(hit.layer)
 
     def _hit(self, path: str) -> Hit:
         hit = self._resolver.lookup(path)
@@ -105,7 +103,15 @@ class UnionFileSystem(AbstractFileSystem):
         """Merged directory listing: name -> "overlay" | "static"."""
         path = self._strip_protocol(path)
         listing = self._resolver.listing(path, self._dir_hit(path))
-        return {n: ("overlay" if layer is self.overlay else "static") for n, layer in listing.items()}
+        return {n: self._layer_name(c.layer) for n, c in listing.items()}
+
+    def listdir_types(self, path: str) -> dict[str, int]:
+        """Merged directory listing: name -> file type bits (``S_IFMT``; 0 if unknown)."""
+        path = self._strip_protocol(path)
+        return {n: c.kind for n, c in self._resolver.listing(path, self._dir_hit(path)).items()}
+
+    def _layer_name(self, layer: Layer) -> str:
+        return "overlay" if layer is self.overlay else "static"
 
     def _info(self, path: str, hit: Hit) -> dict[str, Any]:
         st = hit.stat
@@ -119,13 +125,13 @@ class UnionFileSystem(AbstractFileSystem):
             "gid": st.gid,
             "nlink": st.nlink,
             "islink": st.is_link,
-            "layer": "overlay" if hit.layer is self.overlay else "static",
+            "layer": self._layer_name(hit.layer),
         }
 
     def stat_entry(self, path: str) -> tuple[Stat, str]:
         """(stat, layer name) of ``path``; FileNotFoundError when absent."""
         hit = self._hit(self._strip_protocol(path))
-        return hit.stat, ("overlay" if hit.layer is self.overlay else "static")
+        return hit.stat, self._layer_name(hit.layer)
 
     # --------------------------------------------------------------- fsspec: read
 
@@ -139,14 +145,14 @@ class UnionFileSystem(AbstractFileSystem):
         if not hit.is_dir:
             return [self._info(path, hit) if detail else path]
         out: list[Any] = []
-        for name, layer in sorted(self._resolver.listing(path, hit).items()):
+        for name, entry in sorted(self._resolver.listing(path, hit).items()):
             child = posixpath.join(path, name)
             if not detail:
                 out.append(child)
                 continue
-            st = layer.stat(child)
+            st = entry.layer.stat(child)
             if st is not None:  # vanished meanwhile
-                out.append(self._info(child, Hit(layer, st)))
+                out.append(self._info(child, Hit(entry.layer, st)))
         return out
 
     def exists(self, path: str, **kwargs: Any) -> bool:
@@ -407,8 +413,8 @@ class UnionFileSystem(AbstractFileSystem):
 
     # ------------------------------------------------------------ renames
 
-    def posix_rename(self, src: str, dst: str) -> None:
-        """rename(2) over the union (DESIGN.md's rename rows)."""
+    def posix_rename(self, src: str, dst: str, replace: bool = True) -> None:
+        """rename(2) over the union (DESIGN.md's rename rows); ``replace=False`` is RENAME_NOREPLACE."""
         src, dst = self._strip_protocol(src), self._strip_protocol(dst)
         if markers.is_reserved(posixpath.basename(dst)):
             raise _error(errno.EPERM, dst)
@@ -423,6 +429,8 @@ class UnionFileSystem(AbstractFileSystem):
             source = self._hit(src)
             target = self._resolver.lookup(dst)
             self._dir_hit(posixpath.dirname(dst))
+            if target is not None and not replace:
+                raise _error(errno.EEXIST, dst)
             if source.is_dir:
                 self._rename_dir(src, dst, target)
             else:

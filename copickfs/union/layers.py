@@ -44,8 +44,11 @@ class Layer(ABC):
         """lstat(); None when nothing is there (or a parent is not a directory)."""
 
     @abstractmethod
-    def listdir(self, path: str) -> list[str] | None:
-        """Names in a directory; None when ``path`` is not a directory."""
+    def listdir(self, path: str) -> dict[str, int] | None:
+        """Names in a directory, each with its file type bits (``S_IFMT``; 0 if unknown).
+
+        None when ``path`` is not a directory.
+        """
 
     @abstractmethod
     def open(self, path: str, mode: str) -> IO[bytes]: ...
@@ -114,9 +117,10 @@ class LocalLayer(Layer):
         except (FileNotFoundError, NotADirectoryError):
             return None
 
-    def listdir(self, path: str) -> list[str] | None:
+    def listdir(self, path: str) -> dict[str, int] | None:
         try:
-            return os.listdir(self.os_path(path))
+            with os.scandir(self.os_path(path)) as entries:
+                return {e.name: _kind_of(e) for e in entries}
         except (FileNotFoundError, NotADirectoryError):
             return None
 
@@ -178,20 +182,20 @@ class FsspecLayer(Layer):
             return None
         return _stat_from_info(info)
 
-    def listdir(self, path: str) -> list[str] | None:
+    def listdir(self, path: str) -> dict[str, int] | None:
         url = self.url(path)
         try:
             if not self.fs.isdir(url):
                 return None
-            entries = self.fs.ls(url, detail=False)
+            entries = self.fs.ls(url, detail=True)
         except (FileNotFoundError, NotADirectoryError):
             return None
         base = self.fs._strip_protocol(url).rstrip("/")
-        names = []
-        for entry in entries:
-            entry = self.fs._strip_protocol(entry).rstrip("/")
-            if entry != base:
-                names.append(posixpath.basename(entry))
+        names = {}
+        for info in entries:
+            name = self.fs._strip_protocol(info["name"]).rstrip("/")
+            if name != base:
+                names[posixpath.basename(name)] = S.S_IFDIR if info.get("type") == "directory" else S.S_IFREG
         return names
 
     def open(self, path: str, mode: str) -> IO[bytes]:
@@ -211,6 +215,20 @@ class FsspecLayer(Layer):
 
     def rename(self, src: str, dst: str) -> None:
         self.fs.mv(self.url(src), self.url(dst), recursive=True)
+
+
+def _kind_of(entry: os.DirEntry[str]) -> int:
+    """File type bits from a directory entry, without a stat where the kernel gave d_type."""
+    try:
+        if entry.is_symlink():
+            return S.S_IFLNK
+        if entry.is_dir(follow_symlinks=False):
+            return S.S_IFDIR
+        if entry.is_file(follow_symlinks=False):
+            return S.S_IFREG
+        return S.S_IFMT(entry.stat(follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return 0
 
 
 def _stat_from_info(info: dict[str, Any]) -> Stat:

@@ -14,6 +14,14 @@ from .stat import Stat
 
 
 @dataclass(frozen=True, slots=True)
+class Child:
+    """A name in a merged listing: where it comes from and its file type bits."""
+
+    layer: Layer
+    kind: int
+
+
+@dataclass(frozen=True, slots=True)
 class Hit:
     """A union path found in its winning layer."""
 
@@ -70,27 +78,25 @@ class Resolver:
             current = posixpath.join(current, name)
         return True
 
-    def listing(self, path: str, hit: Hit) -> dict[str, Layer]:
-        """Names in the merged directory ``path``, each with the layer it comes from."""
-        names: dict[str, Layer] = {}
+    def listing(self, path: str, hit: Hit) -> dict[str, Child]:
+        """Names in the merged directory ``path``; the overlay's entry wins a shared name."""
+        names: dict[str, Child] = {}
         hidden: set[str] = set()
         opaque = False
         if hit.layer is self.overlay:
-            for name in self.overlay.listdir(path) or ():
+            for name, kind in (self.overlay.listdir(path) or {}).items():
                 if name == markers.OPAQUE:
                     opaque = True
                 elif (whited := markers.hidden_name(name)) is not None:
                     hidden.add(whited)
                 elif not markers.is_reserved(name):
-                    names[name] = self.overlay
+                    names[name] = Child(self.overlay, kind)
             if opaque or self.static is None or not self.static_visible(path):
                 return names
-            static_names = self.static.listdir(path) or ()
-        else:
-            static_names = self.static.listdir(path) or ()  # type: ignore[union-attr]
-        for name in static_names:
+        assert self.static is not None
+        for name, kind in (self.static.listdir(path) or {}).items():
             if name not in names and name not in hidden and not markers.is_reserved(name):
-                names[name] = self.static  # type: ignore[assignment]
+                names[name] = Child(self.static, kind)
         return names
 
 

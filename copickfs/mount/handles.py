@@ -1,0 +1,70 @@
+"""Open files of the mount: plain descriptors for local layers, file objects otherwise."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import IO
+
+
+@dataclass
+class Handle:
+    """One open(2) of a union path: a file (``fd`` or ``file``) or a directory (neither).
+
+    ``path`` is where it was opened: libfuse gives no path to requests on open handles.
+    """
+
+    path: str
+    fd: int | None = None
+    file: IO[bytes] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def read(self, size: int, offset: int) -> bytes:
+        if self.fd is not None:
+            return os.pread(self.fd, size, offset)
+        assert self.file is not None
+        with self.lock:  # file objects share one position
+            self.file.seek(offset)
+            return self.file.read(size)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+        elif self.file is not None:
+            self.file.close()
+
+
+class HandleTable:
+    """Handle numbers for the kernel; a released handle is removed at once."""
+
+    def __init__(self) -> None:
+        self._handles: dict[int, Handle] = {}
+        self._numbers = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def add(self, handle: Handle) -> int:
+        with self._lock:
+            number = next(self._numbers)
+            self._handles[number] = handle
+            return number
+
+    def get(self, number: int) -> Handle:
+        try:
+            return self._handles[number]
+        except KeyError:
+            raise OSError(9, "bad file handle") from None  # EBADF
+
+    def pop(self, number: int) -> Handle | None:
+        with self._lock:
+            return self._handles.pop(number, None)
+
+    def __len__(self) -> int:
+        return len(self._handles)
+
+    def close_all(self) -> None:
+        with self._lock:
+            handles, self._handles = list(self._handles.values()), {}
+        for handle in handles:
+            handle.close()
