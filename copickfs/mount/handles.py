@@ -6,7 +6,7 @@ import itertools
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 
 @dataclass
@@ -20,6 +20,8 @@ class Handle:
     fd: int | None = None
     file: IO[bytes] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: A directory's listing, kept between the READDIRPLUS requests that page through it.
+    entries: list[Any] | None = None
 
     def read(self, size: int, offset: int) -> bytes:
         if self.fd is not None:

@@ -148,6 +148,25 @@ class UnionOperations(Operations):  # type: ignore[misc]
             entries.append((name, {"st_mode": kind, "st_ino": self.inodes(child)}, 0))
         return entries
 
+    @translated
+    def readdir_plus(self, path: str | None, fh: int, offset: int) -> list[tuple[str, dict[str, Any]]]:
+        """Entries with full attributes, so `ls -l` needs no lookup per name (READDIRPLUS).
+
+        The kernel pages through a directory with growing offsets: the listing is made
+        at offset 0 and kept on the directory handle for the following pages.
+        """
+        handle = self.handles.get(fh)
+        if offset == 0 or handle.entries is None:
+            rel = handle.path
+            parent = rel.rpartition("/")[0]
+            handle.entries = [  # a zero st_ino would make readdir(3) skip the dots
+                (".", {"st_mode": S.S_IFDIR, "st_ino": self.inodes(rel)}),
+                ("..", {"st_mode": S.S_IFDIR, "st_ino": self.inodes(parent)}),
+            ] + [
+                (name, self._attrs(f"{rel}/{name}" if rel else name, st))
+                for name, st in self.union.children(rel)]
+        return handle.entries
+
     @overrides(Operations)
     @translated
     def mkdir(self, path: str, mode: int) -> int:

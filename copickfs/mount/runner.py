@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
@@ -20,6 +21,8 @@ from .preflight import MountError
 log = logging.getLogger("copickfs.mount")
 
 READY_TIMEOUT = 30.0
+READDIR_PLUS = 1  # enum fuse_readdir_flags
+FILL_DIR_PLUS = 2  # enum fuse_fill_dir_flags
 
 
 def union_from_config(config: CopickConfig) -> UnionFileSystem:
@@ -58,6 +61,25 @@ def run_foreground(config: CopickConfig, mountpoint: str, options: MountOptions)
         def write_buf(self, path: bytes | None, buf: Any, offset: int, fip: Any) -> int:
             return self.operations.write_buf(self._decode(path), buf, offset, fip.contents)
 
+        def readdir_fuse_3(self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any,
+                           flags: int) -> int:
+            """mfusepy never answers READDIRPLUS with attributes; hand libfuse full stats.
+
+            Entries carry offsets: libfuse 3.14 only links READDIRPLUS entries into the
+            kernel's cache in its offset mode.
+            """
+            if not flags & READDIR_PLUS:
+                return super().readdir_fuse_3(path, buf, filler, offset, fip, flags)
+            st = mfusepy.c_stat()
+            entries = self.operations.readdir_plus(self._decode(path), fip.contents.fh, offset)
+            for index in range(offset, len(entries)):
+                name, attrs = entries[index]
+                ctypes.memset(ctypes.byref(st), 0, ctypes.sizeof(st))
+                mfusepy.set_st_attrs(st, attrs, use_ns=True)
+                if filler(buf, name.encode(self.encoding, self.errors), st, index + 1, FILL_DIR_PLUS):
+                    break
+            return 0
+
     _configure_logging(options)
     os.umask(0)  # the kernel applied the caller's umask already
     operations = UnionOperations(union_from_config(config), options, mountpoint)
@@ -71,8 +93,16 @@ def run_foreground(config: CopickConfig, mountpoint: str, options: MountOptions)
         fuse_options["allow_other"] = True
     if options.ro:
         fuse_options["ro"] = True
-    _FUSE(operations, mountpoint, raw_fi=True, foreground=True, nothreads=not options.threads,
-          debug=options.debug, **fuse_options)
+    try:
+        _FUSE(operations, mountpoint, raw_fi=True, foreground=True, nothreads=not options.threads,
+              debug=options.debug, **fuse_options)
+    except RuntimeError as e:
+        # libfuse3's fuse_main returns 8 when its loop ends with an error, and its own
+        # SIGINT/SIGTERM/SIGHUP handler records the signal as that error. It has unmounted
+        # by then, so a stop by signal is a clean stop, not a failure.
+        if e.args != (8,):
+            raise
+        log.debug("the FUSE loop ended on a signal; %s is unmounted", mountpoint)
 
 
 def _configure_logging(options: MountOptions) -> None:

@@ -110,6 +110,20 @@ class UnionFileSystem(AbstractFileSystem):
         path = self._strip_protocol(path)
         return {n: c.kind for n, c in self._resolver.listing(path, self._dir_hit(path)).items()}
 
+    def children(self, path: str) -> list[tuple[str, Stat]]:
+        """Merged directory listing with each entry's attributes, read from its own layer.
+
+        The listing already settled which layer each name comes from, so this costs
+        one stat per entry rather than a full union lookup.
+        """
+        path = self._strip_protocol(path)
+        out = []
+        for name, child in self._resolver.listing(path, self._dir_hit(path)).items():
+            st = child.layer.stat(f"{path}/{name}" if path else name)
+            if st is not None:  # removed meanwhile
+                out.append((name, st))
+        return out
+
     def _layer_name(self, layer: Layer) -> str:
         return "overlay" if layer is self.overlay else "static"
 
