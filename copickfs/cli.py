@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -41,7 +42,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("config", type=click.Path())
 @click.argument("mountpoint", type=click.Path())
 @click.option("-f", "--foreground", is_flag=True, help="Stay in the foreground until unmounted.")
 @click.option("-o", "option_strings", multiple=True, metavar="OPT[=VAL],...",
@@ -60,7 +61,7 @@ def mount(config: str, mountpoint: str, foreground: bool, option_strings: tuple[
         except (RuntimeError, OSError) as e:
             _fail(MountError(f"cannot mount {mountpoint}: {e}"))
         return
-    argv = ["mount", "-f", config, target]
+    argv = ["mount", "-f", os.path.abspath(config), target]
     for text in option_strings:
         argv += ["-o", text]
     try:

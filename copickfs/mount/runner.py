@@ -120,7 +120,7 @@ def start_background(argv: list[str], mountpoint: str, timeout: float = READY_TI
     """
     output = tempfile.TemporaryFile()
     proc = subprocess.Popen([sys.executable, "-m", "copickfs", *argv], stdin=subprocess.DEVNULL,
-                            stdout=output, stderr=output, start_new_session=True)
+                            stdout=output, stderr=output, start_new_session=True, cwd="/")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
