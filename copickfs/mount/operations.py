@@ -35,6 +35,7 @@ MiB = 1 << 20
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
 RENAME_NOREPLACE = 1
+SPLICE_CAPS = (1 << 7) | (1 << 8) | (1 << 9)  # FUSE_CAP_SPLICE_WRITE, _MOVE, _READ
 
 
 def _rel(path: str | None) -> str:
@@ -69,6 +70,8 @@ class UnionOperations(Operations):  # type: ignore[misc]
         if conn is not None:
             conn.max_write = MiB
             conn.max_readahead = MiB
+            # Move file data between descriptors and /dev/fuse with splice(2), never via Python.
+            conn.want |= conn.capable & SPLICE_CAPS
         set_read_ahead(self.mountpoint, self.options.read_ahead_kb)  # mounted by now; no request sent
 
     @overrides(Operations)
@@ -284,9 +287,16 @@ class UnionOperations(Operations):  # type: ignore[misc]
     @translated
     def create(self, path: str, mode: int, fi: Any) -> int:
         rel = _rel(path)
-        self.union.create(rel, S.S_IMODE(mode))
-        self._give_to_caller(rel)
-        return self._register(rel, fi.flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC), fi)
+        flags = fi.flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC)
+        fd = self.union.create(rel, S.S_IMODE(mode), flags)
+        if fd is None:
+            self._give_to_caller(rel)
+            return self._register(rel, flags, fi)
+        owner = self._caller()
+        if owner is not None:
+            os.fchown(fd, *owner)
+        fi.fh = self.handles.add(Handle(rel, fd=fd))
+        return 0
 
     @overrides(Operations)
     @translated
@@ -341,11 +351,16 @@ class UnionOperations(Operations):  # type: ignore[misc]
 
     # ------------------------------------------------------------ ownership
 
+    def _caller(self) -> tuple[int, int] | None:
+        """(uid, gid) new entries must get, when that is not the daemon's own (root) identity."""
+        if not self._as_root:
+            return None
+        uid, gid, _ = mfusepy.fuse_get_context()
+        return (uid, gid) if uid or gid else None
+
     def _give_to_caller(self, rel: str) -> None:
         """New entries belong to the user who made them, not to the daemon."""
-        if not self._as_root:
-            return
-        uid, gid, _ = mfusepy.fuse_get_context()
-        if uid or gid:
-            self.union.chown(rel, uid, gid)
+        owner = self._caller()
+        if owner is not None:
+            self.union.chown(rel, *owner)
 

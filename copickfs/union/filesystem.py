@@ -18,7 +18,7 @@ from fsspec import AbstractFileSystem
 
 from . import markers
 from .copyup import copy_entry
-from .layers import Layer, open_layer
+from .layers import OPEN_FLAGS, Layer, open_layer
 from .locks import PathLocks
 from .lookup import Hit, Resolver
 from .stat import Stat
@@ -87,6 +87,8 @@ class UnionFileSystem(AbstractFileSystem):
     def _hit(self, path: str) -> Hit:
         hit = self._resolver.lookup(path)
         if hit is None:
+            if path:  # as path resolution: a missing or non-directory parent is the error
+                self._dir_hit(posixpath.dirname(path))
             raise _error(errno.ENOENT, path)
         return hit
 
@@ -144,7 +146,10 @@ class UnionFileSystem(AbstractFileSystem):
 
     def stat_entry(self, path: str) -> tuple[Stat, str]:
         """(stat, layer name) of ``path``; FileNotFoundError when absent."""
-        hit = self._hit(self._strip_protocol(path))
+        path = self._strip_protocol(path)
+        hit = self._resolver.lookup(path)  # the mount's hot path: the kernel checked the parents
+        if hit is None:
+            raise _error(errno.ENOENT, path)
         return hit.stat, self._layer_name(hit.layer)
 
     # --------------------------------------------------------------- fsspec: read
@@ -207,7 +212,10 @@ class UnionFileSystem(AbstractFileSystem):
         if "x" in mode and self.lookup(path) is not None:
             raise _error(errno.EEXIST, path)
         truncating = "w" in mode or "x" in mode
-        if self.lookup(path) is None:
+        existing = self.lookup(path)
+        if existing is not None and existing.is_dir:
+            raise _error(errno.EISDIR, path)  # before any copy-up: a directory is never opened to write
+        if existing is None:
             if not truncating:
                 raise _error(errno.ENOENT, path)
             self.makedirs(posixpath.dirname(path), exist_ok=True)
@@ -279,14 +287,19 @@ class UnionFileSystem(AbstractFileSystem):
             raise _error(errno.EEXIST, path)
         self._dir_hit(posixpath.dirname(path))
 
-    def create(self, path: str, mode: int = 0o666) -> None:
-        """Create an empty regular file in the overlay (O_CREAT|O_EXCL semantics)."""
+    def create(self, path: str, mode: int = 0o666, flags: int | None = None) -> int | None:
+        """Create an empty regular file in the overlay (O_CREAT|O_EXCL semantics).
+
+        Given open ``flags`` and a local overlay, returns the descriptor of the creating
+        open, so a create costs one open(2), not two.
+        """
         path = self._strip_protocol(path)
         with self._locks.hold(path):
             self._check_new(path)
             self._ensure_overlay_dir(posixpath.dirname(path))
-            self.overlay.create(path, mode)
+            fd = self.overlay.create(path, mode, flags)
             self._drop_whiteout(path)
+            return fd
 
     def mkdir(self, path: str, create_parents: bool = True, mode: int = 0o777, **kwargs: Any) -> None:
         path = self._strip_protocol(path)
@@ -422,8 +435,7 @@ class UnionFileSystem(AbstractFileSystem):
         real = layer.os_path(path)
         if real is None:
             return None
-        keep = os.O_ACCMODE | os.O_APPEND | os.O_TRUNC | os.O_NONBLOCK | os.O_SYNC | os.O_DSYNC
-        return os.open(real, (flags & keep) | os.O_CLOEXEC | os.O_NOFOLLOW)
+        return os.open(real, (flags & OPEN_FLAGS) | os.O_CLOEXEC | os.O_NOFOLLOW)
 
     # ------------------------------------------------------------ renames
 
@@ -437,14 +449,18 @@ class UnionFileSystem(AbstractFileSystem):
         if src == dst:
             self._hit(src)
             return
-        if dst.startswith(src + "/"):
-            raise _error(errno.EINVAL, dst)
         with self._locks.hold(src, dst):
+            # rename(2)'s order: both parents, the source, NOREPLACE, then ancestry.
+            self._dir_hit(posixpath.dirname(src))
+            self._dir_hit(posixpath.dirname(dst))
             source = self._hit(src)
             target = self._resolver.lookup(dst)
-            self._dir_hit(posixpath.dirname(dst))
             if target is not None and not replace:
                 raise _error(errno.EEXIST, dst)
+            if dst.startswith(src + "/"):
+                raise _error(errno.EINVAL, dst)
+            if src.startswith(dst + "/"):
+                raise _error(errno.ENOTEMPTY, dst)
             if source.is_dir:
                 self._rename_dir(src, dst, target)
             else:
@@ -467,7 +483,10 @@ class UnionFileSystem(AbstractFileSystem):
                 raise _error(errno.ENOTDIR, dst)
             if self._resolver.listing(dst, target):
                 raise _error(errno.ENOTEMPTY, dst)
-        if self._static_holds(src):
+        # An opaque overlay directory (made over a deleted static name) shows nothing of
+        # static: it moves natively, as in kernel overlayfs, leaving a whiteout behind.
+        source_in_static = self._static_holds(src)
+        if source_in_static and self.overlay.stat(markers.opaque_marker_of(src)) is None:
             raise _error(errno.EXDEV, src)  # as kernel overlayfs without redirect_dir
         hides_static = self._static_holds(dst) or self.overlay.stat(markers.whiteout_of(dst)) is not None
         self._ensure_overlay_dir(posixpath.dirname(dst))
@@ -477,6 +496,8 @@ class UnionFileSystem(AbstractFileSystem):
         if hides_static:
             self.overlay.touch(markers.opaque_marker_of(dst))
         self._drop_whiteout(dst)
+        if source_in_static:
+            self._whiteout(src)
 
     def mv(self, path1: str, path2: str, recursive: bool = False, maxdepth: int | None = None,
            **kwargs: Any) -> None:

@@ -22,6 +22,10 @@ from fsspec.implementations.local import LocalFileSystem
 from .stat import Stat
 
 
+#: open(2) flags passed through to a layer's descriptors; creation flags are the union's.
+OPEN_FLAGS = os.O_ACCMODE | os.O_APPEND | os.O_TRUNC | os.O_NONBLOCK | os.O_SYNC | os.O_DSYNC
+
+
 class Layer(ABC):
     """A root on a storage; paths given to methods are relative to it ("" is the root)."""
 
@@ -72,11 +76,15 @@ class Layer(ABC):
         with self.open(path, "wb"):
             pass
 
-    def create(self, path: str, mode: int = 0o666) -> None:
-        """Create a new empty file; FileExistsError if something is there."""
+    def create(self, path: str, mode: int = 0o666, flags: int | None = None) -> int | None:
+        """Create a new empty file; FileExistsError if something is there.
+
+        Local layers given open ``flags`` return a descriptor from the creating open.
+        """
         if self.stat(path) is not None:
             raise FileExistsError(errno.EEXIST, "exists", self.url(path))
         self.touch(path)
+        return None
 
     def chmod(self, path: str, mode: int) -> None:
         raise OSError(errno.ENOTSUP, "storage keeps no modes", self.url(path))
@@ -142,8 +150,13 @@ class LocalLayer(Layer):
     def touch(self, path: str) -> None:
         os.close(os.open(self.os_path(path), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
 
-    def create(self, path: str, mode: int = 0o666) -> None:
-        os.close(os.open(self.os_path(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode))
+    def create(self, path: str, mode: int = 0o666, flags: int | None = None) -> int | None:
+        how = os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+        fd = os.open(self.os_path(path), how | (os.O_WRONLY if flags is None else flags & OPEN_FLAGS), mode)
+        if flags is not None:
+            return fd
+        os.close(fd)
+        return None
 
     def chmod(self, path: str, mode: int) -> None:
         real = self.os_path(path)
