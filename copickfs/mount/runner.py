@@ -87,7 +87,6 @@ def run_foreground(config: CopickConfig, mountpoint: str, options: MountOptions)
         "fsname": f"copickfs:{config.overlay_root}",
         "subtype": "copickfs",
         "default_permissions": True,
-        "max_threads": 16,
     }
     if options.allow_other:
         fuse_options["allow_other"] = True
