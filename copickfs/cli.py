@@ -83,6 +83,23 @@ def unmount(mountpoint: str) -> None:
 
 
 @main.command()
+@click.argument("config", type=click.Path())
+def info(config: str) -> None:
+    """Show the copick project of CONFIG as a tree, each entry marked static or overlay."""
+    from .copick.info import info_lines
+    from .copick.root import CopickRootFSSpec
+
+    try:
+        cfg = load_config(config)
+        check_roots(cfg)
+        root = CopickRootFSSpec(cfg)
+        for line in info_lines(root, cfg.name or config):
+            click.echo(line)
+    except ConfigError as e:
+        _fail(e)
+
+
+@main.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default="demo-data",
               show_default=True, help="Where the sample project, overlay and mount point go.")
 @click.option("--exit-after-show", is_flag=True, help="Unmount and exit after showing the tree.")

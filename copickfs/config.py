@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -20,6 +20,9 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message is one line naming the culprit."""
 
 
+_Channel = Annotated[int, Field(ge=0, le=255)]
+
+
 class PickableObject(BaseModel):
     """An object type that can be picked or segmented (copick's PickableObject)."""
 
@@ -28,7 +31,7 @@ class PickableObject(BaseModel):
     name: str
     is_particle: bool
     label: int | None = Field(default=None, ge=1)
-    color: tuple[int, int, int, int] | None = None
+    color: tuple[_Channel, _Channel, _Channel, _Channel] | None = None  # RGBA
     emdb_id: str | None = None
     pdb_id: str | None = None
     identifier: str | None = None

@@ -2,8 +2,8 @@
 
 Everything is synthetic and seeded, so two builds are byte-identical: a 64³ tomogram with
 ribosome-like blobs and a curved membrane, picks at the blob centres, a membrane mesh and a
-membrane segmentation. Zarr stores are written as Zarr format 2 / OME-NGFF 0.4, which
-released copick (zarr<3) reads.
+membrane segmentation. It is written with copickfs's copick classes (`copickfs.copick`),
+so its zarr stores are Zarr format 2 / OME-NGFF 0.4, which released copick (zarr<3) reads.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ import struct
 from pathlib import Path
 from typing import Any
 
-import numcodecs
 import numpy as np
-import zarr
 
 from .config import ConfigError
+from .copick import CopickRootFSSpec
 
 RUN = "TS_001"
 VOXEL_SPACING = 10.0
@@ -27,7 +26,6 @@ TOMO_TYPE = "wbp"
 USER, SESSION = "demo", "0"
 SIZE = 64
 LEVELS = 3
-CHUNK = 32
 SEED = 20240601
 CONFIG_NAME = "copick_config.json"
 GLB_JSON, GLB_BIN = 0x4E4F534A, 0x004E4942  # glTF chunk types: b"JSON", b"BIN\0" little-endian
@@ -73,15 +71,20 @@ def build_sample_project(static: str | os.PathLike[str]) -> bool:
 
 
 def write_project(root: Path) -> None:
-    """Write every file of the sample project under ``root``."""
+    """Write every file of the sample project under ``root``, with copickfs's copick classes."""
     rng = np.random.default_rng(SEED)
     centres = rng.integers(8, [40, 56, 56], size=(6, 3))  # z, y, x voxels; above the membrane
     surface = membrane_surface()
     (root / CONFIG_NAME).write_text(json.dumps(PROJECT, indent=2) + "\n")
-    write_ome_zarr(root / TOMOGRAM, tomogram(rng, centres, surface), "wbp", labels=False)
-    write_ome_zarr(root / SEGMENTATION, segmentation(surface), "membrane", labels=True)
-    _write(root / PICKS, picks_json(picks(centres)).encode())
-    _write(root / MESH, glb(*membrane_mesh(surface)))
+    project = CopickRootFSSpec({**PROJECT, "overlay_root": str(root), "user_id": USER, "session_id": SESSION})
+    run = project.new_run(RUN)
+    voxel_spacing = run.new_voxel_spacing(VOXEL_SPACING)
+    voxel_spacing.new_tomogram(TOMO_TYPE).from_numpy(tomogram(rng, centres, surface), levels=LEVELS)
+    run.new_segmentation(VOXEL_SPACING, "membrane", SESSION).from_numpy(segmentation(surface), levels=LEVELS)
+    picks = run.new_picks("ribosome", SESSION)
+    picks.meta.voxel_spacing = VOXEL_SPACING
+    picks.from_numpy(centres[:, ::-1] * VOXEL_SPACING)  # x, y, z in angstrom
+    run.new_mesh("membrane", SESSION, mesh=glb(*membrane_mesh(surface)))
 
 
 def membrane_surface() -> np.ndarray:
@@ -104,54 +107,6 @@ def segmentation(surface: np.ndarray) -> np.ndarray:
     """The membrane's voxels, labelled with the membrane's label."""
     z = np.arange(SIZE)[:, None, None]
     return np.where(np.abs(z - surface[None]) <= 1.5, PICKABLE_OBJECTS[1]["label"], 0).astype(np.uint8)
-
-
-def write_ome_zarr(path: Path, data: np.ndarray, name: str, labels: bool) -> None:
-    """An OME-NGFF 0.4 multiscale in Zarr format 2: levels 0.. by 2x (mean, or nearest for labels)."""
-    group = zarr.open_group(str(path), mode="w", zarr_format=2)
-    datasets: list[dict[str, Any]] = []
-    level = data
-    for index in range(LEVELS):
-        array = group.create_array(
-            str(index), shape=level.shape, chunks=(CHUNK,) * 3, dtype=level.dtype, fill_value=0,
-            compressors=numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE),
-            chunk_key_encoding={"name": "v2", "separator": "/"})
-        array[...] = level
-        scale = VOXEL_SPACING * 2**index
-        datasets.append({"path": str(index),
-                         "coordinateTransformations": [{"type": "scale", "scale": [scale] * 3}]})
-        level = level[::2, ::2, ::2] if labels else _mean_2x(level)
-    multiscale: dict[str, Any] = {
-        "version": "0.4",
-        "name": name,
-        "axes": [{"name": axis, "type": "space", "unit": "angstrom"} for axis in "zyx"],
-        "datasets": datasets,
-    }
-    group.attrs["multiscales"] = [multiscale]
-
-
-def _mean_2x(volume: np.ndarray) -> np.ndarray:
-    z, y, x = (n // 2 for n in volume.shape)
-    blocks = volume[: 2 * z, : 2 * y, : 2 * x].reshape(z, 2, y, 2, x, 2)
-    return blocks.mean(axis=(1, 3, 5)).astype(volume.dtype)
-
-
-def picks(centres: np.ndarray) -> dict[str, Any]:
-    """copick's picks file: one point per blob, in angstrom, identity orientation."""
-    identity = np.eye(4).tolist()
-    points = [{"location": {"x": float(cx * VOXEL_SPACING), "y": float(cy * VOXEL_SPACING),
-                            "z": float(cz * VOXEL_SPACING)},
-               "transformation_": identity, "instance_id": 0, "score": 1.0}
-              for cz, cy, cx in centres]
-    return {"pickable_object_name": "ribosome", "user_id": USER, "session_id": SESSION, "run_name": RUN,
-            "voxel_spacing": VOXEL_SPACING, "unit": "angstrom", "trust_orientation": True, "points": points}
-
-
-def picks_json(data: dict[str, Any]) -> str:
-    """Indented JSON with one point per line, so `cat` shows a picks file at a glance."""
-    head = json.dumps({k: v for k, v in data.items() if k != "points"}, indent=2)
-    points = ",\n".join(f"    {json.dumps(point)}" for point in data["points"])
-    return f'{head[:-2]},\n  "points": [\n{points}\n  ]\n}}\n'
 
 
 def membrane_mesh(surface: np.ndarray, steps: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -198,8 +153,3 @@ def glb(vertices: np.ndarray, triangles: np.ndarray) -> bytes:
 
 def _pad(data: bytes, filler: bytes) -> bytes:
     return data + filler * (-len(data) % 4)
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
