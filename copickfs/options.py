@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -14,12 +14,18 @@ class MountOptions(BaseModel):
     attr_timeout: float = Field(1.0, ge=0, description="seconds the kernel caches attributes")
     negative_timeout: float = Field(0.0, ge=0, description="seconds the kernel caches a miss")
     static_page_cache: bool = Field(True, description="keep static files in the page cache across opens")
+    writeback_cache: bool = Field(False, description="let the kernel gather writes in the page cache: "
+                                  "faster writes; other machines see them after close or fsync, and "
+                                  "closing a file unlinked while open fails with EIO")
     read_ahead_kb: int = Field(1024, ge=0, description="kernel read-ahead of the mount (0 keeps the default)")
     allow_other: bool = Field(False, description="let other users use the mount")
     ro: bool = Field(False, description="mount read-only")
     threads: bool = Field(True, description="serve requests on several threads")
     debug: bool = Field(False, description="log every FUSE request")
     log: str | None = Field(None, description="file the daemon logs to")
+    precomputed: bool = Field(True, description="serve every chunk of a precomputed pyramid under all four names")
+    precomputed_layout: Literal["stored", "flat", "nested"] = Field(
+        "stored", description="what listings inside precomputed pyramids show: one name per chunk")
 
 
 class OptionError(ValueError):

@@ -19,6 +19,8 @@ class Handle:
     path: str
     fd: int | None = None
     file: IO[bytes] | None = None
+    #: Opened for writing: ``fd`` is the overlay's copy, safe for fchmod/futimens.
+    writable: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     #: A directory's listing, kept between the READDIRPLUS requests that page through it.
     entries: list[Any] | None = None

@@ -36,6 +36,7 @@ UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
 RENAME_NOREPLACE = 1
 SPLICE_CAPS = (1 << 7) | (1 << 8) | (1 << 9)  # FUSE_CAP_SPLICE_WRITE, _MOVE, _READ
+WRITEBACK_CACHE = 1 << 16  # FUSE_CAP_WRITEBACK_CACHE
 
 
 def _rel(path: str | None) -> str:
@@ -72,6 +73,8 @@ class UnionOperations(Operations):  # type: ignore[misc]
             conn.max_readahead = MiB
             # Move file data between descriptors and /dev/fuse with splice(2), never via Python.
             conn.want |= conn.capable & SPLICE_CAPS
+            if self.options.writeback_cache:
+                conn.want |= conn.capable & WRITEBACK_CACHE
         set_read_ahead(self.mountpoint, self.options.read_ahead_kb)  # mounted by now; no request sent
 
     @overrides(Operations)
@@ -223,29 +226,52 @@ class UnionOperations(Operations):  # type: ignore[misc]
 
     # ------------------------------------------------------------ metadata
 
+    def _written_fd(self, path: str | None, fi: Any) -> tuple[str, int | None]:
+        """(path, overlay descriptor) for a request that may come with an open handle.
+
+        libfuse sends no path when the kernel names an open file (the writeback cache
+        updates times that way); a handle opened for writing is the overlay's copy.
+        """
+        if path is not None or fi is None:
+            return _rel(path), None
+        handle = self.handles.get(fi.fh)
+        return handle.path, handle.fd if handle.writable else None
+
     @overrides(Operations)
     @translated
-    def chmod(self, path: str, mode: int) -> int:
-        self.union.chmod(_rel(path), S.S_IMODE(mode))
+    def chmod(self, path: str | None, mode: int, fi: Any = None) -> int:
+        rel, fd = self._written_fd(path, fi)
+        if fd is not None:
+            os.fchmod(fd, S.S_IMODE(mode))
+        else:
+            self.union.chmod(rel, S.S_IMODE(mode))
         return 0
 
     @overrides(Operations)
     @translated
-    def chown(self, path: str, uid: int, gid: int) -> int:
-        self.union.chown(_rel(path), uid, gid)
+    def chown(self, path: str | None, uid: int, gid: int, fi: Any = None) -> int:
+        rel, fd = self._written_fd(path, fi)
+        if fd is not None:
+            os.fchown(fd, uid, gid)
+        else:
+            self.union.chown(rel, uid, gid)
         return 0
 
     @overrides(Operations)
     @translated
-    def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
-        rel = _rel(path)
+    def utimens(self, path: str | None, times: tuple[int, int] | None = None, fi: Any = None) -> int:
+        rel, fd = self._written_fd(path, fi)
         now = time.time_ns()
         atime, mtime = times if times is not None else (UTIME_NOW, UTIME_NOW)
         if UTIME_OMIT in (atime, mtime):
-            st, _ = self.union.stat_entry(rel)
+            st = Stat.from_os(os.fstat(fd)) if fd is not None else self.union.stat_entry(rel)[0]
             atime = st.atime_ns if atime == UTIME_OMIT else atime
             mtime = st.mtime_ns if mtime == UTIME_OMIT else mtime
-        self.union.utime(rel, now if atime == UTIME_NOW else atime, now if mtime == UTIME_NOW else mtime)
+        atime, mtime = (now if atime == UTIME_NOW else atime), (now if mtime == UTIME_NOW else mtime)
+        if fd is not None:
+            os.utime(fd, ns=(atime, mtime))
+        else:
+            self.union.utime(rel, atime, mtime)
         return 0
 
     @overrides(Operations)
@@ -262,10 +288,18 @@ class UnionOperations(Operations):  # type: ignore[misc]
 
     # ------------------------------------------------------------ files
 
+    def _descriptor_flags(self, flags: int) -> int:
+        """With the writeback cache the kernel reads pages of files open for writing only
+        and computes append offsets itself: open O_RDWR, without O_APPEND."""
+        if self.options.writeback_cache and flags & os.O_ACCMODE != os.O_RDONLY:
+            return (flags & ~(os.O_ACCMODE | os.O_APPEND)) | os.O_RDWR
+        return flags
+
     def _open_handle(self, rel: str, flags: int) -> Handle:
-        fd = self.union.open_fd(rel, flags)
+        writable = flags & os.O_ACCMODE != os.O_RDONLY
+        fd = self.union.open_fd(rel, self._descriptor_flags(flags))
         if fd is not None:
-            return Handle(rel, fd=fd)
+            return Handle(rel, fd=fd, writable=writable)
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC):
             raise OSError(errno.ENOTSUP, "writing through the mount needs a local overlay")
         return Handle(rel, file=self.union.open(rel, "rb"))
@@ -288,14 +322,14 @@ class UnionOperations(Operations):  # type: ignore[misc]
     def create(self, path: str, mode: int, fi: Any) -> int:
         rel = _rel(path)
         flags = fi.flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC)
-        fd = self.union.create(rel, S.S_IMODE(mode), flags)
+        fd = self.union.create(rel, S.S_IMODE(mode), self._descriptor_flags(flags))
         if fd is None:
             self._give_to_caller(rel)
             return self._register(rel, flags, fi)
         owner = self._caller()
         if owner is not None:
             os.fchown(fd, *owner)
-        fi.fh = self.handles.add(Handle(rel, fd=fd))
+        fi.fh = self.handles.add(Handle(rel, fd=fd, writable=True))
         return 0
 
     @overrides(Operations)

@@ -1,0 +1,41 @@
+"""The opt-in writeback cache: the kernel gathers writes; what lands in the overlay must not change."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mounting import mounted
+
+
+def test_writeback_cache_keeps_bytes_appends_and_times(roots) -> None:
+    with mounted(roots.config, roots.mountpoint, "writeback_cache"):
+        mnt = roots.mountpoint
+        block = os.urandom(1 << 20)
+        with open(mnt / "big.bin", "wb") as f:  # opened write-only: the kernel may still read pages
+            for _ in range(8):
+                f.write(block)
+            f.seek(100)
+            f.write(b"patched")
+        # two appenders on a copied-up static file: the kernel computes the offsets
+        a = os.open(mnt / "file.txt", os.O_WRONLY | os.O_APPEND)
+        b = os.open(mnt / "file.txt", os.O_WRONLY | os.O_APPEND)
+        os.write(a, b"one\n")
+        os.write(b, b"two\n")
+        os.close(a)
+        os.close(b)
+        os.utime(mnt / "file.txt", ns=(1_000_000_000, 2_000_000_000))
+        assert os.stat(mnt / "file.txt").st_mtime_ns == 2_000_000_000
+    expected = bytearray(block * 8)
+    expected[100:107] = b"patched"
+    assert (roots.overlay / "big.bin").read_bytes() == bytes(expected)
+    assert (roots.overlay / "file.txt").read_bytes() == b"static file\none\ntwo\n"
+    assert os.stat(roots.overlay / "file.txt").st_mtime_ns == 2_000_000_000
+    assert (roots.static / "file.txt").read_bytes() == b"static file\n"
+
+
+def test_writeback_cache_is_off_by_default(roots, mnt: Path) -> None:
+    """Unlinking a file that is still open must not turn its close into EIO (it would with writeback)."""
+    with open(mnt / "file.txt", "rb") as f:
+        os.unlink(mnt / "file.txt")
+        assert f.read() == b"static file\n"
