@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from ..options import MountOptions
+from ..precomputed import PrecomputedView
 from ..union import UnionFileSystem
 from ..union.stat import Stat
 from . import fuselib
@@ -48,8 +49,8 @@ def _rel(path: str | None) -> str:
 class UnionOperations(Operations):  # type: ignore[misc]
     use_ns = True
 
-    def __init__(self, union: UnionFileSystem, options: MountOptions, mountpoint: str) -> None:
-        self.union = union
+    def __init__(self, union: UnionFileSystem | PrecomputedView, options: MountOptions, mountpoint: str) -> None:
+        self.union = union  # the union, or the precomputed view over it: the same methods
         self.options = options
         self.mountpoint = mountpoint
         self.handles = HandleTable()

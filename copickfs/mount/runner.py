@@ -14,6 +14,7 @@ from typing import Any
 
 from ..config import CopickConfig
 from ..options import MountOptions
+from ..precomputed import PrecomputedView
 from ..union import UnionFileSystem
 from .mountinfo import is_mounted
 from .preflight import MountError
@@ -42,9 +43,10 @@ def run_foreground(config: CopickConfig, mountpoint: str, options: MountOptions)
     from .operations import UnionOperations
 
     class _FUSE(mfusepy.FUSE):  # type: ignore[misc, name-defined]
-        """Three mfusepy gaps: rename(2) flags are dropped (RENAME_NOREPLACE must not
-        replace), ftruncate's handle is dropped, and read_buf/write_buf cannot take the
-        null path that libfuse sends for open handles with ``nullpath_ok``."""
+        """mfusepy gaps: rename(2) flags are dropped (RENAME_NOREPLACE must not replace),
+        the open handle of truncate/chmod/chown/utimens is dropped (the writeback cache
+        names open files that way), and read_buf/write_buf cannot take the null path that
+        libfuse sends for open handles with ``nullpath_ok``."""
 
         def _decode(self, path: bytes | None) -> str | None:
             return None if path is None else path.decode(self.encoding, self.errors)
@@ -54,6 +56,20 @@ def run_foreground(config: CopickConfig, mountpoint: str, options: MountOptions)
 
         def truncate_fuse_3(self, path: bytes | None, length: int, fip: Any) -> int:
             return self.operations.truncate(self._decode(path), length, fip.contents if fip else None)
+
+        def chmod_fuse_3(self, path: bytes | None, mode: int, fip: Any) -> int:
+            return self.operations.chmod(self._decode(path), mode, fip.contents if fip else None)
+
+        def chown_fuse_3(self, path: bytes | None, uid: int, gid: int, fip: Any) -> int:
+            uid = -1 if uid == 0xFFFFFFFF else uid
+            gid = -1 if gid == 0xFFFFFFFF else gid
+            return self.operations.chown(self._decode(path), uid, gid, fip.contents if fip else None)
+
+        def utimens_fuse_3(self, path: bytes | None, buf: Any, fip: Any) -> int:
+            times = None
+            if buf:
+                times = tuple(ts.tv_sec * 10**9 + ts.tv_nsec for ts in (buf.contents.actime, buf.contents.modtime))
+            return self.operations.utimens(self._decode(path), times, fip.contents if fip else None)
 
         def read_buf(self, path: bytes | None, bufpp: Any, size: int, offset: int, fip: Any) -> int:
             return self.operations.read_buf(self._decode(path), bufpp, size, offset, fip.contents)
@@ -82,7 +98,9 @@ def run_foreground(config: CopickConfig, mountpoint: str, options: MountOptions)
 
     _configure_logging(options)
     os.umask(0)  # the kernel applied the caller's umask already
-    operations = UnionOperations(union_from_config(config), options, mountpoint)
+    union = union_from_config(config)
+    source = PrecomputedView(union, options.precomputed_layout) if options.precomputed else union
+    operations = UnionOperations(source, options, mountpoint)
     fuse_options: dict[str, Any] = {
         "fsname": f"copickfs:{config.overlay_root}",
         "subtype": "copickfs",

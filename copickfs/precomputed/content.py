@@ -1,0 +1,79 @@
+"""Chunk bytes in the other compression: gunzipped for raw names, gzipped for ``.gz`` names.
+
+Results are kept in a small LRU keyed by the stored file's path, layer, size and mtime,
+so a stat (which needs the size) and the reads that follow convert once.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import io
+import threading
+import zlib
+from collections import OrderedDict
+
+from ..union import UnionFileSystem
+from ..union.lookup import Hit
+
+#: A decompressed chunk larger than this is refused (a gzip bomb is not a chunk).
+MAX_CHUNK_BYTES = 1 << 30
+GZIP_LEVEL = 6  # for gzip bytes made on the fly: the reader pays for level 9, not the writer
+
+
+class ChunkDataError(OSError):
+    """Stored chunk data that cannot be decoded (corrupt gzip); errno EIO."""
+
+    def __init__(self, path: str, reason: object) -> None:
+        super().__init__(errno.EIO, f"corrupt gzip data ({reason})", path)
+        self.reason = str(reason)
+
+
+class Converter:
+    def __init__(self, union: UnionFileSystem, cache_bytes: int = 64 << 20) -> None:
+        self.union = union
+        self.cache_bytes = cache_bytes
+        self._cache: OrderedDict[tuple, bytes | ChunkDataError] = OrderedDict()
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def convert(self, path: str, hit: Hit, to_gz: bool) -> bytes:
+        """The bytes stored at ``path`` (found as ``hit``) gzipped, or gunzipped."""
+        key = (path, id(hit.layer), hit.stat.size, hit.stat.mtime_ns, to_gz)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+        if cached is None:
+            cached = self._make(path, to_gz)
+            self._keep(key, cached)
+        if isinstance(cached, ChunkDataError):
+            raise ChunkDataError(path, cached.reason)
+        return cached
+
+    def _make(self, path: str, to_gz: bool) -> bytes | ChunkDataError:
+        with self.union.open(path, "rb") as f:
+            data = f.read()
+        if to_gz:
+            return gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as g:
+                out = g.read(MAX_CHUNK_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as e:
+            return ChunkDataError(path, e)
+        if len(out) > MAX_CHUNK_BYTES:
+            return ChunkDataError(path, f"more than {MAX_CHUNK_BYTES} bytes")
+        return out
+
+    def _keep(self, key: tuple, value: bytes | ChunkDataError) -> None:
+        size = len(value) if isinstance(value, bytes) else 64
+        if size > self.cache_bytes // 4:
+            return
+        with self._lock:
+            if key in self._cache:
+                return
+            self._cache[key] = value
+            self._held += size
+            while self._held > self.cache_bytes:
+                _, old = self._cache.popitem(last=False)
+                self._held -= len(old) if isinstance(old, bytes) else 64
