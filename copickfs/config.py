@@ -1,4 +1,4 @@
-"""The copick config file, which is also the mount's input (DESIGN.md "Configuration").
+"""The copick config file, which is also the mount's input (see the README).
 
 Pydantic models of what is on disk, and the checks that must pass before anything is
 mounted. Every failure is a `ConfigError` whose message is one line naming the field.

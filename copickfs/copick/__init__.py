@@ -1,7 +1,7 @@
 """copick's filesystem classes over the copickfs union, so code written for copick runs on it.
 
 Classes, attributes and on-disk layout follow ``copick.impl.filesystem``; entities are
-thin views over `copickfs.union.UnionFileSystem` (DESIGN.md "Copick entities").
+thin views over `copickfs.union.UnionFileSystem`.
 """
 
 from .files import CopickMeshFSSpec, CopickPicksFSSpec

@@ -1,6 +1,6 @@
 """Every copick path template and its parser, in one place and with no I/O.
 
-Paths are relative to a project root (the union's root), as DESIGN.md's layout:
+Paths are relative to a project root (the union's root), in copick's layout:
 
     Objects/<object>.zarr
     ExperimentRuns/<run>/VoxelSpacing<vs:.3f>/<tomo_type>.zarr

@@ -1,6 +1,6 @@
 """`UnionFileSystem`: an fsspec filesystem over a writable overlay and a read-only static layer.
 
-The semantics are DESIGN.md's union table. Besides the fsspec API, the class offers
+The semantics are docs/SEMANTICS.md's (the README's union table). Besides the fsspec API, the class offers
 the POSIX verbs the mount needs (`posix_rename`, `unlink`, `chmod`, `truncate`,
 `open_fd`, ...) so the mount holds no storage logic of its own. Nothing here knows of
 FUSE or copick; errors are built-in exceptions.
@@ -440,7 +440,7 @@ class UnionFileSystem(AbstractFileSystem):
     # ------------------------------------------------------------ renames
 
     def posix_rename(self, src: str, dst: str, replace: bool = True) -> None:
-        """rename(2) over the union (DESIGN.md's rename rows); ``replace=False`` is RENAME_NOREPLACE."""
+        """rename(2) over the union (docs/SEMANTICS.md's rename rules); ``replace=False`` is RENAME_NOREPLACE."""
         src, dst = self._strip_protocol(src), self._strip_protocol(dst)
         if markers.is_reserved(posixpath.basename(dst)):
             raise _error(errno.EPERM, dst)
