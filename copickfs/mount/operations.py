@@ -14,6 +14,7 @@ import logging
 import os
 import stat as S
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from ..options import MountOptions
@@ -147,20 +148,21 @@ class UnionOperations(Operations):  # type: ignore[misc]
 
     @overrides(Operations)
     @translated
-    def readdir(self, path: str | None, fh: int) -> list[Any]:
+    def readdir(self, path: str | None, fh: int) -> list[tuple[str, int, int]]:
+        """(name, file type bits, inode) of every entry: all a plain READDIR carries."""
         rel = self.handles.get(fh).path
-        entries: list[Any] = [".", ".."]
-        for name, kind in self.union.listdir_types(rel).items():
-            child = f"{rel}/{name}" if rel else name
-            entries.append((name, {"st_mode": kind, "st_ino": self.inodes(child)}, 0))
-        return entries
+        prefix, inodes = f"{rel}/" if rel else "", self.inodes
+        return [(".", S.S_IFDIR, inodes(rel)), ("..", S.S_IFDIR, inodes(rel.rpartition("/")[0]))] + [
+            (name, kind, inodes(prefix + name)) for name, kind in self.union.listdir_types(rel).items()]
 
     @translated
-    def readdir_plus(self, path: str | None, fh: int, offset: int) -> list[tuple[str, dict[str, Any]]]:
-        """Entries with full attributes, so `ls -l` needs no lookup per name (READDIRPLUS).
+    def readdir_plus(self, path: str | None, fh: int, offset: int) -> Iterator[tuple[int, str, dict[str, Any]]]:
+        """(index, name, attributes) from ``offset`` on, for READDIRPLUS (`ls -l` then needs
+        no lookup per name).
 
-        The kernel pages through a directory with growing offsets: the listing is made
-        at offset 0 and kept on the directory handle for the following pages.
+        The kernel pages through a directory with growing offsets: the listing is made at
+        offset 0 and kept on the directory handle; each entry is stat'ed only when a page
+        asks for it, and the result kept.
         """
         handle = self.handles.get(fh)
         if offset == 0 or handle.entries is None:
@@ -169,10 +171,20 @@ class UnionOperations(Operations):  # type: ignore[misc]
             handle.entries = [  # a zero st_ino would make readdir(3) skip the dots
                 (".", {"st_mode": S.S_IFDIR, "st_ino": self.inodes(rel)}),
                 ("..", {"st_mode": S.S_IFDIR, "st_ino": self.inodes(parent)}),
-            ] + [
-                (name, self._attrs(f"{rel}/{name}" if rel else name, st))
-                for name, st in self.union.children(rel)]
-        return handle.entries
+                *self.union.children(rel)]
+        return self._stat_entries(handle, offset)
+
+    def _stat_entries(self, handle: Handle, offset: int) -> Iterator[tuple[int, str, dict[str, Any]]]:
+        entries, prefix = handle.entries or [], f"{handle.path}/" if handle.path else ""
+        for index in range(offset, len(entries)):
+            name, attrs = entries[index]
+            if callable(attrs):
+                st = attrs()
+                if st is None:  # removed since the listing was made
+                    continue
+                attrs = self._attrs(prefix + name, st)
+                entries[index] = (name, attrs)
+            yield index, name, attrs
 
     @overrides(Operations)
     @translated

@@ -26,6 +26,8 @@ import os
 import posixpath
 import re
 import stat as S
+from collections.abc import Callable
+from functools import partial
 from typing import IO, Any, Literal
 
 from ..union import UnionFileSystem
@@ -163,22 +165,26 @@ class PrecomputedView:
         stored = {} if self._made_up(path, place.ranges) else self.union.listdir_types(path)
         return {name: kind for name, (kind, _) in self.lister.entries(path, place.scale, place.ranges, stored).items()}
 
-    def children(self, path: str) -> list[tuple[str, Stat]]:
+    def children(self, path: str) -> list[tuple[str, Callable[[], Stat | None]]]:
         path = self._norm(path)
         place = self.pyramids.place(path)
         if place.scale is None:
             return self.union.children(path)
         real = {} if self._made_up(path, place.ranges) else dict(self.union.children(path))
-        stored = {name: S.S_IFMT(st.mode) for name, st in real.items()}
-        out = []
+        stored = {} if not real else self.union.listdir_types(path)
+        out: list[tuple[str, Callable[[], Stat | None]]] = []
         for name, (_, source) in self.lister.entries(path, place.scale, place.ranges, stored).items():
             if source is None:  # a nested directory that only the flat chunks make
-                out.append((name, self._made_up_dir(place.scale)[0]))
+                out.append((name, partial(lambda scale: self._made_up_dir(scale)[0], place.scale)))
             elif name in real and source == join(path, name):
                 out.append((name, real[name]))
-            elif (hit := self.union.lookup(source)) is not None:
-                out.append((name, hit.stat))
+            else:
+                out.append((name, partial(self._stat_of, source)))
         return out
+
+    def _stat_of(self, path: str) -> Stat | None:
+        hit = self.union.lookup(path)
+        return None if hit is None else hit.stat
 
     def _made_up(self, path: str, ranges: tuple[Range, ...]) -> bool:
         """Whether directory ``path`` exists only because flat chunks make it (ENOENT if not at all)."""

@@ -12,6 +12,8 @@ import errno
 import os
 import posixpath
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import IO, Any
 
 from fsspec import AbstractFileSystem
@@ -112,19 +114,17 @@ class UnionFileSystem(AbstractFileSystem):
         path = self._strip_protocol(path)
         return {n: c.kind for n, c in self._resolver.listing(path, self._dir_hit(path)).items()}
 
-    def children(self, path: str) -> list[tuple[str, Stat]]:
-        """Merged directory listing with each entry's attributes, read from its own layer.
+    def children(self, path: str) -> list[tuple[str, Callable[[], Stat | None]]]:
+        """Merged directory listing; each name comes with a call that stats it in its own layer.
 
-        The listing already settled which layer each name comes from, so this costs
-        one stat per entry rather than a full union lookup.
+        The listing already settled which layer each name comes from, so a stat costs one
+        syscall rather than a full union lookup; it is deferred because a reader that wants
+        names only (`find`) should not pay for it. The call gives None if the entry vanished.
         """
         path = self._strip_protocol(path)
-        out = []
-        for name, child in self._resolver.listing(path, self._dir_hit(path)).items():
-            st = child.layer.stat(f"{path}/{name}" if path else name)
-            if st is not None:  # removed meanwhile
-                out.append((name, st))
-        return out
+        listing = self._resolver.listing(path, self._dir_hit(path))
+        return [(name, partial(child.layer.stat, f"{path}/{name}" if path else name))
+                for name, child in listing.items()]
 
     def _layer_name(self, layer: Layer) -> str:
         return "overlay" if layer is self.overlay else "static"

@@ -66,11 +66,12 @@ class Resolver:
             return False
         current = ""
         for name in path.split("/") if path else ():
-            here = self.overlay.stat(current)
-            if here is None:
-                return True
-            if not here.is_dir:
-                return False
+            if current:  # the overlay root always exists
+                here = self.overlay.stat(current)
+                if here is None:
+                    return True
+                if not here.is_dir:
+                    return False
             if self.overlay.stat(posixpath.join(current, markers.OPAQUE)) is not None:
                 return False
             if self.overlay.stat(posixpath.join(current, markers.PREFIX + name)) is not None:
