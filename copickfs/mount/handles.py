@@ -64,9 +64,6 @@ class HandleTable:
         with self._lock:
             return self._handles.pop(number, None)
 
-    def __len__(self) -> int:
-        return len(self._handles)
-
     def close_all(self) -> None:
         with self._lock:
             handles, self._handles = list(self._handles.values()), {}

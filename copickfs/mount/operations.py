@@ -171,7 +171,7 @@ class UnionOperations(Operations):  # type: ignore[misc]
             handle.entries = [  # a zero st_ino would make readdir(3) skip the dots
                 (".", {"st_mode": S.S_IFDIR, "st_ino": self.inodes(rel)}),
                 ("..", {"st_mode": S.S_IFDIR, "st_ino": self.inodes(parent)}),
-                *self.union.children(rel)]
+                *((name, stat) for name, _, stat in self.union.children(rel))]
         return self._stat_entries(handle, offset)
 
     def _stat_entries(self, handle: Handle, offset: int) -> Iterator[tuple[int, str, dict[str, Any]]]:

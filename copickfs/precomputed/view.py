@@ -165,21 +165,22 @@ class PrecomputedView:
         stored = {} if self._made_up(path, place.ranges) else self.union.listdir_types(path)
         return {name: kind for name, (kind, _) in self.lister.entries(path, place.scale, place.ranges, stored).items()}
 
-    def children(self, path: str) -> list[tuple[str, Callable[[], Stat | None]]]:
+    def children(self, path: str) -> list[tuple[str, int, Callable[[], Stat | None]]]:
         path = self._norm(path)
         place = self.pyramids.place(path)
         if place.scale is None:
             return self.union.children(path)
-        real = {} if self._made_up(path, place.ranges) else dict(self.union.children(path))
-        stored = {} if not real else self.union.listdir_types(path)
-        out: list[tuple[str, Callable[[], Stat | None]]] = []
-        for name, (_, source) in self.lister.entries(path, place.scale, place.ranges, stored).items():
+        real = {} if self._made_up(path, place.ranges) else {
+            name: (kind, stat) for name, kind, stat in self.union.children(path)}
+        stored = {name: kind for name, (kind, _) in real.items()}
+        out: list[tuple[str, int, Callable[[], Stat | None]]] = []
+        for name, (kind, source) in self.lister.entries(path, place.scale, place.ranges, stored).items():
             if source is None:  # a nested directory that only the flat chunks make
-                out.append((name, partial(lambda scale: self._made_up_dir(scale)[0], place.scale)))
+                out.append((name, kind, partial(lambda scale: self._made_up_dir(scale)[0], place.scale)))
             elif name in real and source == join(path, name):
-                out.append((name, real[name]))
+                out.append((name, kind, real[name][1]))
             else:
-                out.append((name, partial(self._stat_of, source)))
+                out.append((name, kind, partial(self._stat_of, source)))
         return out
 
     def _stat_of(self, path: str) -> Stat | None:

@@ -8,6 +8,7 @@ FUSE or copick; errors are built-in exceptions.
 
 from __future__ import annotations
 
+import datetime
 import errno
 import os
 import posixpath
@@ -114,8 +115,9 @@ class UnionFileSystem(AbstractFileSystem):
         path = self._strip_protocol(path)
         return {n: c.kind for n, c in self._resolver.listing(path, self._dir_hit(path)).items()}
 
-    def children(self, path: str) -> list[tuple[str, Callable[[], Stat | None]]]:
-        """Merged directory listing; each name comes with a call that stats it in its own layer.
+    def children(self, path: str) -> list[tuple[str, int, Callable[[], Stat | None]]]:
+        """Merged directory listing: each name with its file type bits and a call that stats
+        it in its own layer.
 
         The listing already settled which layer each name comes from, so a stat costs one
         syscall rather than a full union lookup; it is deferred because a reader that wants
@@ -123,7 +125,7 @@ class UnionFileSystem(AbstractFileSystem):
         """
         path = self._strip_protocol(path)
         listing = self._resolver.listing(path, self._dir_hit(path))
-        return [(name, partial(child.layer.stat, f"{path}/{name}" if path else name))
+        return [(name, child.kind, partial(child.layer.stat, f"{path}/{name}" if path else name))
                 for name, child in listing.items()]
 
     def _layer_name(self, layer: Layer) -> str:
@@ -180,9 +182,7 @@ class UnionFileSystem(AbstractFileSystem):
         except ValueError:
             return False
 
-    def created(self, path: str) -> Any:
-        import datetime
-
+    def created(self, path: str) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(self.info(path)["mtime"], tz=datetime.timezone.utc)
 
     modified = created
