@@ -587,11 +587,21 @@ def test_rename_to_itself_is_a_no_op(roots, union: UnionFileSystem) -> None:
     assert overlay_names(roots.overlay) == set()
 
 
-def test_link_is_exdev(union: UnionFileSystem) -> None:
+def test_link_copies_up_then_links(roots, union: UnionFileSystem) -> None:
+    union.link("file.txt", "hard")
+    a, b = os.stat(roots.overlay / "file.txt"), os.stat(roots.overlay / "hard")
+    assert (a.st_ino, a.st_nlink) == (b.st_ino, 2)
+    with union.open("hard", "ab") as f:
+        f.write(b"more")
+    assert union.cat("file.txt") == b"static file\nmore"
+    union.rm("file.txt")
+    assert union.cat("hard") == b"static file\nmore" and not union.exists("file.txt")
     with pytest.raises(OSError) as e:
-        union.link("file.txt", "hard")
-    assert errno_of(e) == errno.EXDEV
-    assert not union.exists("hard")
+        union.link("dir", "dirlink")
+    assert errno_of(e) == errno.EPERM
+    with pytest.raises(OSError) as e:
+        union.link("hard", "dir/a.txt")
+    assert errno_of(e) == errno.EEXIST
 
 
 # ---------------------------------------------------------------------------- symlinks

@@ -1,14 +1,18 @@
-"""Copy an entry from one layer to another: streamed, mode, owner and times kept."""
+"""Copy an entry from one layer to another: streamed, mode, owner and times kept.
+
+A file is copied into a private temporary file (0600, created with ``O_EXCL`` in the
+destination's work area) that gets its owner, mode and times and then its name only
+when complete: no other user can open it meanwhile, and a reader of the union never
+sees a half-copied file. A failed copy leaves nothing behind.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
-import posixpath
 import shutil
-import uuid
+import stat as S
 
-from . import markers
 from .layers import Layer
 from .stat import Stat
 
@@ -18,8 +22,6 @@ CHUNK = 1 << 20
 def copy_entry(src: Layer, dst: Layer, path: str, st: Stat, with_data: bool = True) -> None:
     """Make ``dst`` hold a copy of ``src``'s ``path`` (whose stat is ``st``).
 
-    Files are written under a temporary marker name and renamed into place, so a
-    reader never sees a half-copied file and a failed copy leaves nothing behind.
     ``with_data=False`` (an ``O_TRUNC`` open) makes an empty file with the same attributes.
     """
     if st.is_dir:
@@ -27,30 +29,32 @@ def copy_entry(src: Layer, dst: Layer, path: str, st: Stat, with_data: bool = Tr
             dst.mkdir(path, 0o700)
         except FileExistsError:
             return  # another thread copied it up first
+        copy_attributes(dst, path, st)
     elif st.is_link:
         dst.symlink(src.readlink(path), path)
-        return
-    else:
-        _copy_file(src, dst, path, with_data)
-        return
-    copy_attributes(dst, path, st)
+    elif st.is_file:
+        _copy_file(src, dst, path, st, with_data)
+    else:  # FIFOs, sockets, device nodes: no data to copy
+        dst.mknod(path, st.mode, st.rdev)
+        copy_attributes(dst, path, st)
 
 
-def _copy_file(src: Layer, dst: Layer, path: str, with_data: bool) -> None:
-    parent, name = posixpath.split(path)
-    temp = posixpath.join(parent, f"{markers.TEMP_PREFIX}{uuid.uuid4().hex}")
+def _copy_file(src: Layer, dst: Layer, path: str, st: Stat, with_data: bool) -> None:
+    temp = dst.temp_path(path)
     try:
-        src_real, dst_real = src.os_path(path), dst.os_path(temp)
-        if not with_data:
-            dst.touch(temp)
-        elif src_real is not None and dst_real is not None:
-            shutil.copyfile(src_real, dst_real)  # sendfile(2) in the kernel
-        else:
-            with src.open(path, "rb") as fin, dst.open(temp, "wb") as fout:
-                shutil.copyfileobj(fin, fout, CHUNK)
-        st = src.stat(path)
-        if st is not None:
+        out = dst.create(temp, 0o600, os.O_WRONLY)
+        if out is None:  # object stores: no descriptors; the temp object is ours alone
+            if with_data:
+                with src.open(path, "rb") as fin, dst.open(temp, "wb") as fout:
+                    shutil.copyfileobj(fin, fout, CHUNK)
             copy_attributes(dst, temp, st)
+        else:
+            try:
+                if with_data:
+                    _copy_into(src, path, out)
+                _fd_attributes(out, st)
+            finally:
+                os.close(out)
         dst.rename(temp, path)
     except BaseException:
         try:
@@ -60,11 +64,48 @@ def _copy_file(src: Layer, dst: Layer, path: str, with_data: bool) -> None:
         raise
 
 
+def _copy_into(src: Layer, path: str, out: int) -> None:
+    source = src.open_fd(path, os.O_RDONLY)
+    if source is None:
+        with src.open(path, "rb") as fin:
+            while chunk := fin.read(CHUNK):
+                os.write(out, chunk)
+        return
+    try:
+        _copy_fd(source, out)
+    finally:
+        os.close(source)
+
+
+def _fd_attributes(fd: int, st: Stat) -> None:
+    """Owner, mode and times on the descriptor of our own temporary file (never by name)."""
+    if os.geteuid() == 0:
+        os.fchown(fd, st.uid, st.gid)
+    os.fchmod(fd, S.S_IMODE(st.mode))
+    os.utime(fd, ns=(st.atime_ns, st.mtime_ns))
+
+
+def _copy_fd(source: int, out: int) -> None:
+    """All of ``source`` into ``out`` in the kernel (copy_file_range, else sendfile)."""
+    try:
+        while os.copy_file_range(source, out, CHUNK * 64):
+            pass
+        return
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+    offset = os.lseek(out, 0, os.SEEK_CUR)
+    os.lseek(source, offset, os.SEEK_SET)
+    while os.sendfile(out, source, None, CHUNK * 64):
+        pass
+
+
 def copy_attributes(dst: Layer, path: str, st: Stat) -> None:
-    """Mode, owner and times, as far as ``dst`` keeps them and we may set them."""
+    """Owner, then mode (chown clears set-id bits), then times, as far as ``dst`` keeps
+    them and we may set them."""
     for apply in (
-        lambda: dst.chmod(path, st.mode),
         lambda: dst.chown(path, st.uid, st.gid) if os.geteuid() == 0 else None,
+        lambda: dst.chmod(path, st.mode),
         lambda: dst.utime(path, st.atime_ns, st.mtime_ns),
     ):
         try:

@@ -13,7 +13,8 @@ import errno
 import os
 import posixpath
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import IO, Any
 
@@ -115,9 +116,9 @@ class UnionFileSystem(AbstractFileSystem):
         path = self._strip_protocol(path)
         return {n: c.kind for n, c in self._resolver.listing(path, self._dir_hit(path)).items()}
 
-    def children(self, path: str) -> list[tuple[str, int, Callable[[], Stat | None]]]:
-        """Merged directory listing: each name with its file type bits and a call that stats
-        it in its own layer.
+    def children(self, path: str) -> list[tuple[str, int, Callable[[], Stat | None], str]]:
+        """Merged directory listing: each name with its file type bits, a call that stats it
+        in its own layer, and that layer's name ("overlay" or "static").
 
         The listing already settled which layer each name comes from, so a stat costs one
         syscall rather than a full union lookup; it is deferred because a reader that wants
@@ -125,8 +126,15 @@ class UnionFileSystem(AbstractFileSystem):
         """
         path = self._strip_protocol(path)
         listing = self._resolver.listing(path, self._dir_hit(path))
-        return [(name, child.kind, partial(child.layer.stat, f"{path}/{name}" if path else name))
-                for name, child in listing.items()]
+        return [(name, child.kind, partial(child.layer.stat, f"{path}/{name}" if path else name),
+                 self._layer_name(child.layer)) for name, child in listing.items()]
+
+    def cacheable(self, path: str) -> bool:
+        """Whether the listing of directory ``path`` can change only through this union:
+        true where static alone holds it (static never changes; the overlay does so only
+        through the union, or by other writers the caller must allow for)."""
+        hit = self.lookup(path)
+        return hit is not None and hit.layer is self.static
 
     def _layer_name(self, layer: Layer) -> str:
         return "overlay" if layer is self.overlay else "static"
@@ -225,6 +233,10 @@ class UnionFileSystem(AbstractFileSystem):
         return self.overlay.open(path, mode.replace("x", "w"))
 
     # -------------------------------------------------------------- copy-up
+
+    def remove_leftovers(self) -> int:
+        """Remove the overlay's temporary files from copy-ups a crash interrupted."""
+        return self.overlay.remove_leftovers()
 
     def copy_up(self, path: str, with_data: bool = True) -> Stat:
         """Make the overlay hold ``path`` (and its parent directories); return its overlay stat."""
@@ -335,8 +347,29 @@ class UnionFileSystem(AbstractFileSystem):
             self._drop_whiteout(path)
 
     def link(self, src: str, dst: str, **kwargs: Any) -> None:
-        """Hard links cannot span layers: EXDEV, as kernel overlayfs."""
-        raise _error(errno.EXDEV, self._strip_protocol(dst))
+        """A hard link ``dst`` to ``src``: a static file is copied up first, then linked in
+        the overlay, so both names are one file from then on (as kernel overlayfs).
+        Overlays that keep no links (object stores) refuse with EPERM."""
+        src, dst = self._strip_protocol(src), self._strip_protocol(dst)
+        with self._locks.hold(src, dst):
+            if self._hit(src).is_dir:
+                raise _error(errno.EPERM, src)
+            self._check_new(dst)
+            if not self.overlay.is_local:
+                raise _error(errno.EPERM, dst)
+            self.copy_up(src)
+            self._ensure_overlay_dir(posixpath.dirname(dst))
+            self.overlay.link(src, dst)
+            self._drop_whiteout(dst)
+
+    def mknod(self, path: str, mode: int, device: int = 0) -> None:
+        """A FIFO, Unix socket or device node in the overlay (EPERM where it keeps none)."""
+        path = self._strip_protocol(path)
+        with self._locks.hold(path):
+            self._check_new(path)
+            self._ensure_overlay_dir(posixpath.dirname(path))
+            self.overlay.mknod(path, mode, device)
+            self._drop_whiteout(path)
 
     def touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
         path = self._strip_protocol(path)
@@ -432,10 +465,7 @@ class UnionFileSystem(AbstractFileSystem):
             layer = self.overlay
         else:
             layer = self._hit(path).layer
-        real = layer.os_path(path)
-        if real is None:
-            return None
-        return os.open(real, (flags & OPEN_FLAGS) | os.O_CLOEXEC | os.O_NOFOLLOW)
+        return layer.open_fd(path, flags & OPEN_FLAGS)
 
     # ------------------------------------------------------------ renames
 
@@ -470,12 +500,14 @@ class UnionFileSystem(AbstractFileSystem):
         if target is not None and target.is_dir:
             raise _error(errno.EISDIR, dst)
         source_in_static = self._static_holds(src)
-        self.copy_up(src)
+        self.copy_up(src)  # invisible: the copy shows what static showed
         self._ensure_overlay_dir(posixpath.dirname(dst))
-        self.overlay.rename(src, dst)
+        with self._undoable() as undo:
+            if source_in_static:  # hides nothing while the overlay copy is still at src
+                self._whiteout(src)
+                undo(self._drop_whiteout, src)
+            self.overlay.rename(src, dst)
         self._drop_whiteout(dst)
-        if source_in_static:
-            self._whiteout(src)
 
     def _rename_dir(self, src: str, dst: str, target: Hit | None) -> None:
         if target is not None:
@@ -490,14 +522,34 @@ class UnionFileSystem(AbstractFileSystem):
             raise _error(errno.EXDEV, src)  # as kernel overlayfs without redirect_dir
         hides_static = self._static_holds(dst) or self.overlay.stat(markers.whiteout_of(dst)) is not None
         self._ensure_overlay_dir(posixpath.dirname(dst))
-        if self.overlay.stat(dst) is not None:
-            self._remove_overlay_dir(dst)
-        self.overlay.rename(src, dst)
-        if hides_static:
-            self.overlay.touch(markers.opaque_marker_of(dst))
+        with self._undoable() as undo:
+            # Markers first, each harmless where it lands, so a failure at any step leaves
+            # the tree as it was (the undo list) and a crash leaves src or dst, never both.
+            opaque = markers.opaque_marker_of(src)
+            if hides_static and self.overlay.stat(opaque) is None:
+                self.overlay.touch(opaque)  # travels with the directory
+                undo(self.overlay.remove, opaque)
+            if source_in_static:
+                self._whiteout(src)
+                undo(self._drop_whiteout, src)
+            if self.overlay.stat(dst) is not None:
+                self._remove_overlay_dir(dst)
+            self.overlay.rename(src, dst)
         self._drop_whiteout(dst)
-        if source_in_static:
-            self._whiteout(src)
+
+    @contextmanager
+    def _undoable(self) -> Iterator[Callable[..., None]]:
+        """Collect compensating steps; if the block fails, run them newest first."""
+        steps: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        try:
+            yield lambda call, *args: steps.append((call, args))
+        except BaseException:
+            for call, args in reversed(steps):
+                try:
+                    call(*args)
+                except OSError:
+                    pass  # the tree still shows what it showed: markers only hide static
+            raise
 
     def mv(self, path1: str, path2: str, recursive: bool = False, maxdepth: int | None = None,
            **kwargs: Any) -> None:

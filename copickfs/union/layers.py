@@ -13,12 +13,16 @@ import os
 import posixpath
 import stat as S
 import time
+import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import IO, Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from . import markers
+from .beneath import ESCAPES, open_beneath, open_dir
 from .stat import Stat
 
 
@@ -29,7 +33,8 @@ OPEN_FLAGS = os.O_ACCMODE | os.O_APPEND | os.O_TRUNC | os.O_NONBLOCK | os.O_SYNC
 class Layer(ABC):
     """A root on a storage; paths given to methods are relative to it ("" is the root)."""
 
-    #: Whether `os_path` gives real OS paths (the mount's file-descriptor fast path).
+    #: Whether `open_fd` gives OS descriptors (the mount's fast path) and the storage
+    #: keeps POSIX modes, owners, links and special files.
     is_local: bool = False
 
     def __init__(self, fs: fsspec.AbstractFileSystem, root: str) -> None:
@@ -39,8 +44,8 @@ class Layer(ABC):
     def url(self, path: str = "") -> str:
         return posixpath.join(self.root, path) if path else self.root
 
-    def os_path(self, path: str) -> str | None:
-        """The real OS path of ``path``, for local layers only."""
+    def open_fd(self, path: str, flags: int, mode: int = 0) -> int | None:
+        """An OS descriptor of ``path`` opened with ``flags`` (local layers only), else None."""
         return None
 
     @abstractmethod
@@ -70,6 +75,15 @@ class Layer(ABC):
     @abstractmethod
     def rename(self, src: str, dst: str) -> None:
         """Rename, replacing ``dst`` where the storage allows it atomically."""
+
+    def temp_path(self, path: str) -> str:
+        """Where a copy of ``path`` is made before it is renamed to ``path``."""
+        parent = posixpath.dirname(path)
+        return posixpath.join(parent, f"{markers.TEMP_PREFIX}{uuid.uuid4().hex}")
+
+    def remove_leftovers(self) -> int:
+        """Remove temporary files a crash left behind; how many were removed."""
+        return 0
 
     def touch(self, path: str) -> None:
         """Create an empty file (markers)."""
@@ -104,85 +118,233 @@ class Layer(ABC):
     def truncate(self, path: str, length: int) -> None:
         raise OSError(errno.ENOTSUP, "storage cannot truncate in place", self.url(path))
 
+    def link(self, src: str, dst: str) -> None:
+        raise OSError(errno.EPERM, "storage keeps no hard links", self.url(dst))
+
+    def mknod(self, path: str, mode: int, device: int = 0) -> None:
+        raise OSError(errno.EPERM, "storage keeps no special files", self.url(path))
+
     def statfs(self) -> dict[str, int]:
         return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}
 
 
 class LocalLayer(Layer):
-    """A directory on this machine, served with plain syscalls."""
+    """A directory on this machine, served with plain syscalls beneath a descriptor of its root.
+
+    Every call resolves its path from the root's descriptor and follows no symlink in
+    any component (`beneath`): a symlink inside the layer is an entry of its own, never
+    a way out. Operations on a last component use ``*at`` calls that do not follow it.
+    """
 
     is_local = True
 
     def __init__(self, root: str) -> None:
         super().__init__(LocalFileSystem(), os.path.abspath(root))
+        self._root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
-    def os_path(self, path: str) -> str:
-        return os.path.join(self.root, path) if path else self.root
+    def __getstate__(self) -> dict[str, Any]:
+        return {"root": self.root}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["root"])  # type: ignore[misc]
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_root_fd", None)
+        if fd is not None:
+            os.close(fd)
+
+    # -------------------------------------------------------------- resolving
+
+    def _parent(self, path: str) -> tuple[int, str]:
+        """(descriptor of ``path``'s parent, last name); the descriptor is the root's or must be closed."""
+        parent, _, name = path.rpartition("/")
+        if not name:
+            raise OSError(errno.EBUSY, "the layer root itself", self.root)
+        return (open_dir(self._root_fd, parent) if parent else self._root_fd), name
+
+    def _release(self, fd: int) -> None:
+        if fd != self._root_fd:
+            os.close(fd)
+
+    def _at(self, path: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``call(name, *args, dir_fd=parent, **kwargs)`` with ``path``'s parent resolved beneath the root."""
+        fd, name = self._parent(path)
+        try:
+            return call(name, *args, dir_fd=fd, **kwargs)
+        finally:
+            self._release(fd)
+
+    def open_fd(self, path: str, flags: int, mode: int = 0) -> int:
+        return open_beneath(self._root_fd, path, flags, mode)
+
+    # -------------------------------------------------------------- work area
+
+    def temp_path(self, path: str) -> str:
+        """A name in the private work directory at the root (0700, the daemon's own)."""
+        self._ensure_work_dir()
+        return f"{markers.WORK_DIR}/{uuid.uuid4().hex}"
+
+    def _ensure_work_dir(self) -> None:
+        try:
+            os.mkdir(markers.WORK_DIR, 0o700, dir_fd=self._root_fd)
+            return
+        except FileExistsError:
+            pass
+        fd = open_dir(self._root_fd, markers.WORK_DIR)  # never a symlink
+        try:
+            st = os.fstat(fd)
+            if st.st_uid != os.geteuid() or S.S_IMODE(st.st_mode) != 0o700:
+                raise PermissionError(errno.EACCES, "work directory not private to copickfs",
+                                      os.path.join(self.root, markers.WORK_DIR))
+        finally:
+            os.close(fd)
+
+    def remove_leftovers(self) -> int:
+        """Empty the work directory, and remove temporary files of older releases, which
+        were made beside their target (``.wh..wh.tmp.*``) — a walk of the whole layer."""
+        removed = 0
+        for top, dirs, files, dirfd in os.fwalk(".", dir_fd=self._root_fd):
+            for name in files:
+                if top == f"./{markers.WORK_DIR}" or name.startswith(markers.TEMP_PREFIX):
+                    os.unlink(name, dir_fd=dirfd)
+                    removed += 1
+            for name in list(dirs):
+                if name.startswith(markers.TEMP_PREFIX):
+                    dirs.remove(name)
+        return removed
+
+    # -------------------------------------------------------------- reading
 
     def stat(self, path: str) -> Stat | None:
         try:
-            return Stat.from_os(os.lstat(self.os_path(path)))
+            if not path:
+                return Stat.from_os(os.stat(self._root_fd))
+            return Stat.from_os(self._at(path, os.stat, follow_symlinks=False))
         except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError as e:
+            if e.errno in ESCAPES:
+                return None
+            raise
 
     def listdir(self, path: str) -> dict[str, int] | None:
         try:
-            with os.scandir(self.os_path(path)) as entries:
-                return {e.name: _kind_of(e) for e in entries}
+            fd = open_beneath(self._root_fd, path, os.O_RDONLY | os.O_DIRECTORY)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError as e:
+            if e.errno in ESCAPES:
+                return None
+            raise
+        try:
+            with os.scandir(fd) as entries:
+                return {e.name: _kind_of(e) for e in entries}
+        finally:
+            os.close(fd)
 
     def open(self, path: str, mode: str) -> IO[bytes]:
-        return open(self.os_path(path), mode)  # noqa: SIM115 - the caller closes it
+        flags = _MODE_FLAGS[mode.replace("b", "").replace("t", "")]
+        fd = open_beneath(self._root_fd, path, flags | os.O_NONBLOCK, 0o666)
+        try:
+            os.set_blocking(fd, True)
+            return os.fdopen(fd, mode)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def readlink(self, path: str) -> str:
+        return self._at(path, os.readlink)
+
+    def statfs(self) -> dict[str, int]:
+        st = os.statvfs(self._root_fd)
+        return {key: getattr(st, key) for key in (
+            "f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail",
+            "f_files", "f_ffree", "f_favail", "f_namemax")}
+
+    # -------------------------------------------------------------- writing
 
     def mkdir(self, path: str, mode: int = 0o777) -> None:
-        os.mkdir(self.os_path(path), mode)
+        self._at(path, os.mkdir, mode)
 
     def remove(self, path: str) -> None:
-        os.unlink(self.os_path(path))
+        self._at(path, os.unlink)
 
     def rmdir(self, path: str) -> None:
-        os.rmdir(self.os_path(path))
+        self._at(path, os.rmdir)
 
     def rename(self, src: str, dst: str) -> None:
-        os.replace(self.os_path(src), self.os_path(dst))
+        src_fd, src_name = self._parent(src)
+        try:
+            dst_fd, dst_name = self._parent(dst)
+            try:
+                os.rename(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+            finally:
+                self._release(dst_fd)
+        finally:
+            self._release(src_fd)
+
+    def link(self, src: str, dst: str) -> None:
+        src_fd, src_name = self._parent(src)
+        try:
+            dst_fd, dst_name = self._parent(dst)
+            try:
+                os.link(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd, follow_symlinks=False)
+            finally:
+                self._release(dst_fd)
+        finally:
+            self._release(src_fd)
 
     def touch(self, path: str) -> None:
-        os.close(os.open(self.os_path(path), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+        os.close(self.open_fd(path, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK, 0o644))
 
     def create(self, path: str, mode: int = 0o666, flags: int | None = None) -> int | None:
-        how = os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
-        fd = os.open(self.os_path(path), how | (os.O_WRONLY if flags is None else flags & OPEN_FLAGS), mode)
+        how = os.O_CREAT | os.O_EXCL | (os.O_WRONLY if flags is None else flags & OPEN_FLAGS)
+        fd = self.open_fd(path, how, mode)
         if flags is not None:
             return fd
         os.close(fd)
         return None
 
+    def mknod(self, path: str, mode: int, device: int = 0) -> None:
+        self._at(path, os.mknod, mode, device)
+
     def chmod(self, path: str, mode: int) -> None:
-        real = self.os_path(path)
-        if not os.path.islink(real):  # Linux symlinks have no mode of their own
-            os.chmod(real, S.S_IMODE(mode))
+        try:
+            self._at(path, os.chmod, S.S_IMODE(mode), follow_symlinks=False)
+        except NotImplementedError:
+            pass  # a symlink: Linux symlinks have no mode of their own
 
     def chown(self, path: str, uid: int, gid: int) -> None:
-        os.lchown(self.os_path(path), uid, gid)
+        self._at(path, os.chown, uid, gid, follow_symlinks=False)
 
     def utime(self, path: str, atime_ns: int, mtime_ns: int) -> None:
-        os.utime(self.os_path(path), ns=(atime_ns, mtime_ns), follow_symlinks=False)
+        self._at(path, os.utime, ns=(atime_ns, mtime_ns), follow_symlinks=False)
 
     def symlink(self, target: str, path: str) -> None:
-        os.symlink(target, self.os_path(path))
-
-    def readlink(self, path: str) -> str:
-        return os.readlink(self.os_path(path))
+        fd, name = self._parent(path)
+        try:
+            os.symlink(target, name, dir_fd=fd)
+        finally:
+            self._release(fd)
 
     def truncate(self, path: str, length: int) -> None:
-        os.truncate(self.os_path(path), length)
+        fd = self.open_fd(path, os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            os.ftruncate(fd, length)
+        finally:
+            os.close(fd)
 
-    def statfs(self) -> dict[str, int]:
-        st = os.statvfs(self.root)
-        return {key: getattr(st, key) for key in (
-            "f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail",
-            "f_files", "f_ffree", "f_favail", "f_namemax")}
+
+_MODE_FLAGS = {
+    "r": os.O_RDONLY,
+    "r+": os.O_RDWR,
+    "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+    "w+": os.O_RDWR | os.O_CREAT | os.O_TRUNC,
+    "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+    "a+": os.O_RDWR | os.O_CREAT | os.O_APPEND,
+    "x": os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+    "x+": os.O_RDWR | os.O_CREAT | os.O_EXCL,
+}
 
 
 class FsspecLayer(Layer):

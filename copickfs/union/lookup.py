@@ -74,7 +74,7 @@ class Resolver:
                     return False
             if self.overlay.stat(posixpath.join(current, markers.OPAQUE)) is not None:
                 return False
-            if self.overlay.stat(posixpath.join(current, markers.PREFIX + name)) is not None:
+            if self.overlay.stat(posixpath.join(current, markers.whiteout_name(name))) is not None:
                 return False
             current = posixpath.join(current, name)
         return True
@@ -82,21 +82,20 @@ class Resolver:
     def listing(self, path: str, hit: Hit) -> dict[str, Child]:
         """Names in the merged directory ``path``; the overlay's entry wins a shared name."""
         names: dict[str, Child] = {}
-        hidden: set[str] = set()
-        opaque = False
+        marks: set[str] = set()
         if hit.layer is self.overlay:
             for name, kind in (self.overlay.listdir(path) or {}).items():
-                if name == markers.OPAQUE:
-                    opaque = True
-                elif (whited := markers.hidden_name(name)) is not None:
-                    hidden.add(whited)
-                elif not markers.is_reserved(name):
+                if markers.is_reserved(name):
+                    marks.add(name)
+                else:
                     names[name] = Child(self.overlay, kind)
-            if opaque or self.static is None or not self.static_visible(path):
+            if markers.OPAQUE in marks or self.static is None or not self.static_visible(path):
                 return names
         assert self.static is not None
+        whiteout_name = markers.whiteout_name
         for name, kind in (self.static.listdir(path) or {}).items():
-            if name not in names and name not in hidden and not markers.is_reserved(name):
+            if name not in names and not markers.is_reserved(name) and (
+                    not marks or whiteout_name(name) not in marks):
                 names[name] = Child(self.static, kind)
         return names
 

@@ -22,6 +22,11 @@ class Stat:
     uid: int = 0
     gid: int = 0
     nlink: int = 1
+    #: The storage's identity of the entry (0 where it has none, or for made-up entries):
+    #: hard links share it.
+    dev: int = 0
+    ino: int = 0
+    rdev: int = 0
 
     @property
     def is_dir(self) -> bool:
@@ -55,4 +60,7 @@ class Stat:
             uid=st.st_uid,
             gid=st.st_gid,
             nlink=st.st_nlink,
+            dev=st.st_dev,
+            ino=st.st_ino,
+            rdev=st.st_rdev,
         )
