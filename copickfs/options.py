@@ -13,6 +13,10 @@ class MountOptions(BaseModel):
     entry_timeout: float = Field(1.0, ge=0, description="seconds the kernel caches a name lookup")
     attr_timeout: float = Field(1.0, ge=0, description="seconds the kernel caches attributes")
     negative_timeout: float = Field(0.0, ge=0, description="seconds the kernel caches a miss")
+    static_timeout: float = Field(1.0, ge=0, description="seconds the kernel caches names, attributes and "
+                                  "listings that only the static layer holds (0: no listing cache)")
+    max_inodes: int = Field(100_000, ge=1000, description="inodes the daemon keeps before asking the kernel "
+                            "to drop the least recently used (bounds its memory)")
     static_page_cache: bool = Field(True, description="keep static files in the page cache across opens")
     writeback_cache: bool = Field(False, description="let the kernel gather writes in the page cache: "
                                   "faster writes; other machines see them after close or fsync, and "
