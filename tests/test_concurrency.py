@@ -159,7 +159,9 @@ def test_processes_writing_their_own_files(wide: Wide) -> None:
     untouched = STATIC_FILES[WORKERS:]
     assert not any((wide.overlay / rel).exists() for rel in untouched)
     assert sorted(os.listdir(wide.mnt / "data")) == sorted(os.path.basename(s) for s in STATIC_FILES)
-    assert not list(wide.overlay.rglob(".wh.*"))  # no markers, no copy-up leftovers
+    work = wide.overlay / ".wh..wh.work"  # where copy-ups are made: empty once they are done
+    assert not list(work.iterdir())
+    assert [p for p in wide.overlay.rglob(".wh.*") if p != work] == []  # no markers, no leftovers
 
 
 # ----------------------------------------------------------------------------- shared appends

@@ -322,15 +322,17 @@ def test_unlink_while_open_keeps_fd_readable(roots, mnt: Path) -> None:
     assert sorted(os.listdir(mnt)) == ["dir", "empty", "link"]
 
 
-@pytest.mark.xfail(strict=True, raises=OSError, reason=(
-    "libfuse's high-level API with hard_remove answers GETATTR of an unlinked name with ESTALE "
-    "before the daemon sees it: the kernel sends fstat(2) without the file handle"))
 def test_fstat_after_unlink(roots, mnt: Path) -> None:
     with open(mnt / "mine.txt", "w+b") as f:
         f.write(b"data")
         f.flush()
         os.unlink(mnt / "mine.txt")
         assert os.fstat(f.fileno()).st_size == 4
+        os.ftruncate(f.fileno(), 2)
+        os.utime(f.fileno(), ns=(5, 7))
+        st = os.fstat(f.fileno())
+        assert (st.st_size, st.st_mtime_ns, st.st_nlink) == (2, 7, 0)
+    assert not (mnt / "mine.txt").exists()
 
 
 def test_rmdir(roots, mnt: Path) -> None:
@@ -406,11 +408,20 @@ def test_rename_static_dir_is_exdev(roots, mnt: Path) -> None:
     assert (roots.overlay / (WH + "dir")).is_file()
 
 
-def test_link_is_exdev(roots, mnt: Path) -> None:
-    fails_with(errno.EXDEV, os.link, mnt / "file.txt", mnt / "hard")
+def test_link_copies_up_and_shares_the_inode(roots, mnt: Path) -> None:
+    os.link(mnt / "file.txt", mnt / "hard")
+    a, b = os.stat(mnt / "file.txt"), os.stat(mnt / "hard")
+    assert (a.st_ino, a.st_nlink) == (b.st_ino, 2)
+    with open(mnt / "hard", "ab") as f:
+        f.write(b"more")
+    assert (mnt / "file.txt").read_bytes() == b"static file\nmore"
     (mnt / "own").write_bytes(b"o")
-    fails_with(errno.EXDEV, os.link, mnt / "own", mnt / "hard")
-    assert not (mnt / "hard").exists()
+    os.link(mnt / "own", mnt / "own2")
+    assert os.stat(roots.overlay / "own").st_ino == os.stat(roots.overlay / "own2").st_ino
+    os.unlink(mnt / "own")
+    assert os.stat(mnt / "own2").st_nlink == 1 and (mnt / "own2").read_bytes() == b"o"
+    fails_with(errno.EEXIST, os.link, mnt / "own2", mnt / "file.txt")
+    fails_with(errno.EPERM, os.link, mnt / "dir", mnt / "dirlink")
 
 
 def test_rename_overlay_only_dir(roots, mnt: Path) -> None:

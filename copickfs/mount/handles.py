@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import threading
@@ -13,11 +14,13 @@ from typing import IO, Any
 class Handle:
     """One open(2) of a union path: a file (``fd`` or ``file``) or a directory (neither).
 
-    ``path`` is where it was opened: libfuse gives no path to requests on open handles.
+    ``path`` is where it was opened; a file's ``fd`` was opened beneath its layer's root
+    and is never re-resolved, so later changes of the tree cannot redirect it.
     """
 
     path: str
     fd: int | None = None
+    ino: int = 0
     file: IO[bytes] | None = None
     #: Opened for writing: ``fd`` is the overlay's copy, safe for fchmod/futimens.
     writable: bool = False
@@ -58,7 +61,7 @@ class HandleTable:
         try:
             return self._handles[number]
         except KeyError:
-            raise OSError(9, "bad file handle") from None  # EBADF
+            raise OSError(errno.EBADF, "bad file handle") from None
 
     def pop(self, number: int) -> Handle | None:
         with self._lock:

@@ -1,303 +1,326 @@
-"""FUSE operations over a `UnionFileSystem`: POSIX calls in, union calls out.
+"""FUSE requests over a `UnionFileSystem` (or the precomputed view over it), on libfuse's
+low-level API: inode numbers in, union calls out.
 
-Owns only what is FUSE's: handles, inode numbers, errnos, cache flags, ownership of
-new files. Local layers are served from plain descriptors: libfuse reads them itself
-(``read_buf``) and copies writes into them (``write_buf``) without the data passing
-through Python.
+Owns only what is FUSE's: inode numbers and lookup counts (`inodes`), open handles,
+errnos, cache times and flags, ownership of new entries. Local layers are served from
+plain descriptors opened beneath their roots: libfuse splices reads from them and copies
+writes into them, so file data never passes through Python. A file unlinked while open
+is answered through its descriptor.
+
+Cache times: entries whose winning layer is static never change, so the kernel keeps
+their names, attributes and listings for ``static_timeout`` seconds; overlay entries for
+``entry_timeout``/``attr_timeout`` (short where other machines write the overlay).
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import logging
 import os
 import stat as S
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 from ..options import MountOptions
 from ..precomputed import PrecomputedView
 from ..union import UnionFileSystem
 from ..union.stat import Stat
-from . import fuselib
+from . import lowlevel
+from .session import caller
 from .errnos import translated
 from .handles import Handle, HandleTable
 from .inodes import InodeTable
 from .mountinfo import set_read_ahead
 
-mfusepy = fuselib.load_mfusepy()
-Operations = mfusepy.Operations
-overrides = mfusepy.overrides
-
 log = logging.getLogger("copickfs.mount")
 
 MiB = 1 << 20
-UTIME_NOW = (1 << 30) - 1
-UTIME_OMIT = (1 << 30) - 2
 RENAME_NOREPLACE = 1
-SPLICE_CAPS = (1 << 7) | (1 << 8) | (1 << 9)  # FUSE_CAP_SPLICE_WRITE, _MOVE, _READ
-WRITEBACK_CACHE = 1 << 16  # FUSE_CAP_WRITEBACK_CACHE
+UNKNOWN_INO = 0xFFFFFFFF  # d_ino of a plain READDIR entry the kernel has not looked up
 
 
-def _rel(path: str | None) -> str:
-    if path is None:
-        raise OSError(errno.ENOENT, "no path for an unlinked file")
-    return path.strip("/")
+class Attr:
+    """`struct stat` fields for libfuse, from a layer's `Stat` and our inode number."""
+
+    __slots__ = ("st_ino", "st_mode", "st_nlink", "st_uid", "st_gid", "st_rdev", "st_size",
+                 "st_blksize", "st_blocks", "st_atime_ns", "st_mtime_ns", "st_ctime_ns")
+
+    def __init__(self, ino: int, st: Stat) -> None:
+        self.st_ino, self.st_mode, self.st_nlink = ino, st.mode, st.nlink
+        self.st_uid, self.st_gid, self.st_rdev = st.uid, st.gid, st.rdev
+        self.st_size, self.st_blksize, self.st_blocks = st.size, 128 * 1024, (st.size + 511) // 512
+        self.st_atime_ns, self.st_mtime_ns, self.st_ctime_ns = st.atime_ns, st.mtime_ns, st.ctime_ns
 
 
-class UnionOperations(Operations):  # type: ignore[misc]
-    use_ns = True
+def _name(raw: bytes) -> str:
+    return os.fsdecode(raw)
+
+
+class UnionHandler:
+    """The low-level request handler (see `lowlevel.FuseSession` for the contract)."""
 
     def __init__(self, union: UnionFileSystem | PrecomputedView, options: MountOptions, mountpoint: str) -> None:
         self.union = union  # the union, or the precomputed view over it: the same methods
         self.options = options
         self.mountpoint = mountpoint
         self.handles = HandleTable()
-        self.inodes = InodeTable()
-        self._buf_copy, self._buf_size = fuselib.bind_buf_functions(mfusepy._libfuse)
+        self.inodes = InodeTable(options.max_inodes)
+        self.session: Any = None  # set by the runner; used for cache invalidations
         self._as_root = os.geteuid() == 0
+        self._stop = threading.Event()
 
     # ------------------------------------------------------------ lifecycle
 
-    @overrides(Operations)
-    def init_with_config(self, conn: Any, config: Any) -> None:
-        if config is not None:
-            config.use_ino = 1
-            config.hard_remove = 1  # open files of unlinked names keep working through their fd
-            config.nullpath_ok = 1
-            config.entry_timeout = self.options.entry_timeout
-            config.attr_timeout = self.options.attr_timeout
-            config.negative_timeout = self.options.negative_timeout
-        if conn is not None:
-            conn.max_write = MiB
-            conn.max_readahead = MiB
-            # Move file data between descriptors and /dev/fuse with splice(2), never via Python.
-            conn.want |= conn.capable & SPLICE_CAPS
-            if self.options.writeback_cache:
-                conn.want |= conn.capable & WRITEBACK_CACHE
+    def init(self, conn: Any) -> None:
+        conn.max_write = MiB
+        conn.max_readahead = MiB
+        # Move file data between descriptors and /dev/fuse with splice(2), never via Python.
+        wanted = lowlevel.FUSE_CAP_SPLICE_WRITE | lowlevel.FUSE_CAP_SPLICE_MOVE | lowlevel.FUSE_CAP_SPLICE_READ
+        if self.options.writeback_cache:
+            wanted |= lowlevel.FUSE_CAP_WRITEBACK_CACHE
+        conn.want |= conn.capable & wanted
         set_read_ahead(self.mountpoint, self.options.read_ahead_kb)  # mounted by now; no request sent
+        threading.Thread(target=self._trim_inodes, name="copickfs-inode-trim", daemon=True).start()
 
-    @overrides(Operations)
-    def destroy(self, path: str) -> None:
+    def destroy(self) -> None:
+        self._stop.set()
         self.handles.close_all()
 
-    # ------------------------------------------------------------ attributes
+    def _trim_inodes(self) -> None:
+        """Ask the kernel to drop the least recently used entries once the table is past
+        its limit; its FORGETs then shrink the table (memory bounded by recent lookups)."""
+        while not self._stop.wait(0.5):
+            for parent, name in self.inodes.stale(20_000):
+                if self._stop.is_set() or self.session is None:
+                    return
+                try:
+                    self.session.notify_inval_entry(parent, os.fsencode(name))
+                except OSError:
+                    pass  # already gone
 
-    def _attrs(self, path: str, st: Stat | os.stat_result) -> dict[str, Any]:
-        if isinstance(st, os.stat_result):
-            st = Stat.from_os(st)
-        return {
-            "st_ino": self.inodes(path),
-            "st_mode": st.mode,
-            "st_nlink": st.nlink,
-            "st_uid": st.uid,
-            "st_gid": st.gid,
-            "st_size": st.size,
-            "st_blocks": (st.size + 511) // 512,
-            "st_blksize": 128 * 1024,
-            "st_atime": st.atime_ns,
-            "st_mtime": st.mtime_ns,
-            "st_ctime": st.ctime_ns,
-        }
+    # ------------------------------------------------------------ entries
 
-    @overrides(Operations)
-    @translated
-    def getattr(self, path: str | None, fi: Any = None) -> dict[str, Any]:
-        if path is None and fi is not None:  # fstat(2): libfuse sends the handle, not the path
-            handle = self.handles.get(fi.fh)
-            if handle.fd is not None:
-                return self._attrs(handle.path, os.fstat(handle.fd))
-            path = handle.path
-        rel = _rel(path)
-        st, _ = self.union.stat_entry(rel)
-        return self._attrs(rel, st)
+    def _timeout(self, layer: str) -> tuple[float, float]:
+        if layer == "static":
+            return self.options.static_timeout, self.options.static_timeout
+        return self.options.entry_timeout, self.options.attr_timeout
 
-    @overrides(Operations)
-    @translated
-    def access(self, path: str, amode: int) -> int:
-        self.union.stat_entry(_rel(path))  # permissions are the kernel's (default_permissions)
-        return 0
+    def _entry(self, path: str, st: Stat, layer: str) -> lowlevel.Entry:
+        ino = self.inodes.lookup(path, st)
+        entry_timeout, attr_timeout = self._timeout(layer)
+        return lowlevel.Entry(ino, Attr(ino, st), entry_timeout, attr_timeout)
 
-    @overrides(Operations)
-    @translated
-    def readlink(self, path: str) -> str:
-        return self.union.readlink(_rel(path))
-
-    @overrides(Operations)
-    @translated
-    def statfs(self, path: str) -> dict[str, int]:
-        return self.union.statfs()
-
-    # ------------------------------------------------------------ directories
-
-    @overrides(Operations)
-    @translated
-    def opendir(self, path: str) -> int:
-        rel = _rel(path)
-        if not self.union.stat_entry(rel)[0].is_dir:
-            raise OSError(errno.ENOTDIR, "not a directory")
-        return self.handles.add(Handle(rel))
-
-    @overrides(Operations)
-    @translated
-    def releasedir(self, path: str | None, fh: int) -> int:
-        self.handles.pop(fh)
-        return 0
-
-    @overrides(Operations)
-    @translated
-    def readdir(self, path: str | None, fh: int) -> list[tuple[str, int, int]]:
-        """(name, file type bits, inode) of every entry: all a plain READDIR carries."""
-        rel = self.handles.get(fh).path
-        prefix, inodes = f"{rel}/" if rel else "", self.inodes
-        return [(".", S.S_IFDIR, inodes(rel)), ("..", S.S_IFDIR, inodes(rel.rpartition("/")[0]))] + [
-            (name, kind, inodes(prefix + name)) for name, kind in self.union.listdir_types(rel).items()]
+    def _new_entry(self, path: str) -> lowlevel.Entry:
+        """The entry of something just made through the mount, given to the caller first."""
+        self._give_to_caller(path)
+        st, layer = self.union.stat_entry(path)
+        return self._entry(path, st, layer)
 
     @translated
-    def readdir_plus(self, path: str | None, fh: int, offset: int) -> Iterator[tuple[int, str, dict[str, Any]]]:
-        """(index, name, attributes) from ``offset`` on, for READDIRPLUS (`ls -l` then needs
-        no lookup per name).
+    def lookup(self, parent: int, name: bytes) -> lowlevel.Entry:
+        path = self.inodes.child(parent, _name(name))
+        st, layer = self.union.stat_entry(path)
+        return self._entry(path, st, layer)
 
-        The kernel pages through a directory with growing offsets: the listing is made at
-        offset 0 and kept on the directory handle; each entry is stat'ed only when a page
-        asks for it, and the result kept.
-        """
-        handle = self.handles.get(fh)
-        if offset == 0 or handle.entries is None:
-            rel = handle.path
-            parent = rel.rpartition("/")[0]
-            handle.entries = [  # a zero st_ino would make readdir(3) skip the dots
-                (".", {"st_mode": S.S_IFDIR, "st_ino": self.inodes(rel)}),
-                ("..", {"st_mode": S.S_IFDIR, "st_ino": self.inodes(parent)}),
-                *((name, stat) for name, _, stat in self.union.children(rel))]
-        return self._stat_entries(handle, offset)
+    def forget(self, ino: int, nlookup: int) -> None:
+        self.inodes.forget(ino, nlookup)
 
-    def _stat_entries(self, handle: Handle, offset: int) -> Iterator[tuple[int, str, dict[str, Any]]]:
-        entries, prefix = handle.entries or [], f"{handle.path}/" if handle.path else ""
-        for index in range(offset, len(entries)):
-            name, attrs = entries[index]
-            if callable(attrs):
-                st = attrs()
-                if st is None:  # removed since the listing was made
-                    continue
-                attrs = self._attrs(prefix + name, st)
-                entries[index] = (name, attrs)
-            yield index, name, attrs
+    def _stat(self, ino: int) -> tuple[Stat, str]:
+        node = self.inodes.node(ino)
+        if node.path is not None:
+            try:
+                return self.union.stat_entry(node.path)
+            except FileNotFoundError:
+                if not node.fds:
+                    raise
+        fd = self.inodes.open_fd(ino)
+        if fd is None:
+            raise OSError(errno.ENOENT, "no name and no open file")
+        return Stat.from_os(os.fstat(fd)), "overlay"
 
-    @overrides(Operations)
     @translated
-    def mkdir(self, path: str, mode: int) -> int:
-        rel = _rel(path)
-        self.union.mkdir(rel, create_parents=False, mode=S.S_IMODE(mode))
-        self._give_to_caller(rel)
-        return 0
+    def getattr(self, ino: int, fh: int | None) -> tuple[Attr, float]:
+        st, layer = self._stat(ino)
+        return Attr(ino, st), self._timeout(layer)[1]
 
-    @overrides(Operations)
     @translated
-    def rmdir(self, path: str) -> int:
-        rel = _rel(path)
-        self.union.rmdir(rel)
-        self.inodes.forget(rel)
-        return 0
+    def setattr(self, ino: int, changes: dict[str, Any], fh: int | None) -> tuple[Attr, float]:
+        path, fd = self._target(ino, fh)
+        if "size" in changes:
+            if fd is not None:
+                os.ftruncate(fd, changes["size"])
+            else:
+                self.union.truncate(path, changes["size"])
+        if "mode" in changes:
+            mode = S.S_IMODE(changes["mode"])
+            os.fchmod(fd, mode) if fd is not None else self.union.chmod(path, mode)
+        if "uid" in changes or "gid" in changes:
+            uid, gid = changes.get("uid", -1), changes.get("gid", -1)
+            os.fchown(fd, uid, gid) if fd is not None else self.union.chown(path, uid, gid)
+        if "atime_ns" in changes or "mtime_ns" in changes:
+            self._set_times(ino, path, fd, changes.get("atime_ns"), changes.get("mtime_ns"))
+        return self.getattr(ino, fh)
 
-    # ------------------------------------------------------------ names
+    def _target(self, ino: int, fh: int | None) -> tuple[str, int | None]:
+        """(path, descriptor) a change applies to: an open handle's own descriptor when the
+        request names one opened for writing, or when the file has no name left."""
+        if fh is not None:
+            handle = self.handles.get(fh)
+            if handle.fd is not None and handle.writable:
+                return handle.path, handle.fd
+        node = self.inodes.node(ino)
+        if node.path is None:
+            fd = self.inodes.open_fd(ino)
+            if fd is None:
+                raise OSError(errno.ENOENT, "no name and no open file")
+            return "", fd
+        return node.path, None
 
-    @overrides(Operations)
-    @translated
-    def unlink(self, path: str) -> int:
-        rel = _rel(path)
-        self.union.unlink(rel)
-        self.inodes.forget(rel)
-        return 0
-
-    @overrides(Operations)
-    @translated
-    def rename(self, old: str, new: str, flags: int = 0) -> int:
-        src, dst = _rel(old), _rel(new)
-        if flags & ~RENAME_NOREPLACE:
-            raise OSError(errno.EINVAL, "RENAME_EXCHANGE and RENAME_WHITEOUT are not supported")
-        is_dir = self.union.stat_entry(src)[0].is_dir
-        self.union.posix_rename(src, dst, replace=not flags & RENAME_NOREPLACE)
-        self.inodes.moved(src, dst, is_dir)
-        return 0
-
-    @overrides(Operations)
-    @translated
-    def link(self, target: str, source: str) -> int:
-        self.union.link(_rel(source), _rel(target))
-        return 0
-
-    @overrides(Operations)
-    @translated
-    def symlink(self, target: str, source: str) -> int:
-        rel = _rel(target)
-        self.union.symlink(source, rel)
-        self._give_to_caller(rel)
-        return 0
-
-    # ------------------------------------------------------------ metadata
-
-    def _written_fd(self, path: str | None, fi: Any) -> tuple[str, int | None]:
-        """(path, overlay descriptor) for a request that may come with an open handle.
-
-        libfuse sends no path when the kernel names an open file (the writeback cache
-        updates times that way); a handle opened for writing is the overlay's copy.
-        """
-        if path is not None or fi is None:
-            return _rel(path), None
-        handle = self.handles.get(fi.fh)
-        return handle.path, handle.fd if handle.writable else None
-
-    @overrides(Operations)
-    @translated
-    def chmod(self, path: str | None, mode: int, fi: Any = None) -> int:
-        rel, fd = self._written_fd(path, fi)
-        if fd is not None:
-            os.fchmod(fd, S.S_IMODE(mode))
-        else:
-            self.union.chmod(rel, S.S_IMODE(mode))
-        return 0
-
-    @overrides(Operations)
-    @translated
-    def chown(self, path: str | None, uid: int, gid: int, fi: Any = None) -> int:
-        rel, fd = self._written_fd(path, fi)
-        if fd is not None:
-            os.fchown(fd, uid, gid)
-        else:
-            self.union.chown(rel, uid, gid)
-        return 0
-
-    @overrides(Operations)
-    @translated
-    def utimens(self, path: str | None, times: tuple[int, int] | None = None, fi: Any = None) -> int:
-        rel, fd = self._written_fd(path, fi)
+    def _set_times(self, ino: int, path: str, fd: int | None, atime: Any, mtime: Any) -> None:
         now = time.time_ns()
-        atime, mtime = times if times is not None else (UTIME_NOW, UTIME_NOW)
-        if UTIME_OMIT in (atime, mtime):
-            st = Stat.from_os(os.fstat(fd)) if fd is not None else self.union.stat_entry(rel)[0]
-            atime = st.atime_ns if atime == UTIME_OMIT else atime
-            mtime = st.mtime_ns if mtime == UTIME_OMIT else mtime
-        atime, mtime = (now if atime == UTIME_NOW else atime), (now if mtime == UTIME_NOW else mtime)
+        if atime is None or mtime is None:
+            st, _ = self._stat(ino)
+            atime = st.atime_ns if atime is None else atime
+            mtime = st.mtime_ns if mtime is None else mtime
+        atime, mtime = (now if atime == "now" else atime), (now if mtime == "now" else mtime)
         if fd is not None:
             os.utime(fd, ns=(atime, mtime))
         else:
-            self.union.utime(rel, atime, mtime)
-        return 0
+            self.union.utime(path, atime, mtime)
 
-    @overrides(Operations)
     @translated
-    def truncate(self, path: str | None, length: int, fi: Any = None) -> int:
-        if path is None and fi is not None:  # ftruncate(2): the handle is open for writing
-            handle = self.handles.get(fi.fh)
-            if handle.fd is not None:
-                os.ftruncate(handle.fd, length)
-                return 0
-            path = handle.path
-        self.union.truncate(_rel(path), length)
-        return 0
+    def readlink(self, ino: int) -> bytes:
+        return os.fsencode(self.union.readlink(self.inodes.path(ino)))
+
+    @translated
+    def statfs(self, ino: int) -> SimpleNamespace:
+        return SimpleNamespace(**{"f_bsize": 4096, "f_frsize": 4096, "f_blocks": 0, "f_bfree": 0,
+                                  "f_bavail": 0, "f_files": 0, "f_ffree": 0, "f_favail": 0,
+                                  "f_namemax": 255, **self.union.statfs()})
+
+    # ------------------------------------------------------------ making and removing names
+
+    @translated
+    def mknod(self, parent: int, name: bytes, mode: int, rdev: int) -> lowlevel.Entry:
+        path = self.inodes.child(parent, _name(name))
+        if S.S_ISREG(mode):
+            self.union.create(path, S.S_IMODE(mode))
+        else:
+            self.union.mknod(path, mode, rdev)
+        return self._new_entry(path)
+
+    @translated
+    def mkdir(self, parent: int, name: bytes, mode: int) -> lowlevel.Entry:
+        path = self.inodes.child(parent, _name(name))
+        self.union.mkdir(path, create_parents=False, mode=S.S_IMODE(mode))
+        return self._new_entry(path)
+
+    @translated
+    def symlink(self, target: bytes, parent: int, name: bytes) -> lowlevel.Entry:
+        path = self.inodes.child(parent, _name(name))
+        self.union.symlink(os.fsdecode(target), path)
+        return self._new_entry(path)
+
+    @translated
+    def link(self, ino: int, newparent: int, newname: bytes) -> lowlevel.Entry:
+        src, dst = self.inodes.path(ino), self.inodes.child(newparent, _name(newname))
+        self.union.link(src, dst)
+        st, layer = self.union.stat_entry(dst)
+        self.inodes.linked(ino, dst, st)
+        entry_timeout, attr_timeout = self._timeout(layer)
+        return lowlevel.Entry(ino, Attr(ino, st), entry_timeout, attr_timeout)
+
+    @translated
+    def unlink(self, parent: int, name: bytes) -> None:
+        path = self.inodes.child(parent, _name(name))
+        self.union.unlink(path)
+        self.inodes.removed(path)
+
+    @translated
+    def rmdir(self, parent: int, name: bytes) -> None:
+        path = self.inodes.child(parent, _name(name))
+        self.union.rmdir(path)
+        self.inodes.removed(path)
+
+    @translated
+    def rename(self, parent: int, name: bytes, newparent: int, newname: bytes, flags: int) -> None:
+        if flags & ~RENAME_NOREPLACE:
+            raise OSError(errno.EINVAL, "RENAME_EXCHANGE and RENAME_WHITEOUT are not supported")
+        src = self.inodes.child(parent, _name(name))
+        dst = self.inodes.child(newparent, _name(newname))
+        self.union.posix_rename(src, dst, replace=not flags & RENAME_NOREPLACE)
+        self.inodes.moved(src, dst)
+
+    # ------------------------------------------------------------ directories
+
+    @translated
+    def opendir(self, ino: int, flags: int) -> lowlevel.Opened:
+        path = self.inodes.path(ino)
+        if not self.union.stat_entry(path)[0].is_dir:
+            raise OSError(errno.ENOTDIR, "not a directory")
+        cache = self.options.static_timeout > 0 and self.union.cacheable(path)
+        return lowlevel.Opened(self.handles.add(Handle(path, ino=ino)), keep_cache=cache, cache_readdir=cache)
+
+    @translated
+    def releasedir(self, ino: int, fh: int) -> None:
+        self.handles.pop(fh)
+
+    def _listing(self, ino: int, fh: int, offset: int) -> list[Any]:
+        """The directory's entries, made at offset 0 and kept on the handle while the kernel
+        pages through it: (name, type bits, stat call or Stat, layer)."""
+        handle = self.handles.get(fh)
+        if offset == 0 or handle.entries is None:
+            # The directory's current path, from the inode table that follows renames made
+            # through the mount; layers resolve it beneath their roots, never through a symlink.
+            handle.path = path = self.inodes.path(ino)
+            parent = self.inodes.peek(path.rpartition("/")[0]) or ino
+            handle.entries = [[".", S.S_IFDIR, ino, ""], ["..", S.S_IFDIR, parent, ""],
+                              *(list(child) for child in self.union.children(path))]
+        return handle.entries
+
+    @translated
+    def readdir(self, ino: int, size: int, offset: int, fh: int) -> Iterator[tuple[bytes, int, int, int]]:
+        """Names, types and known inode numbers: all a plain READDIR (`find`) carries."""
+        entries = self._listing(ino, fh, offset)
+        prefix = self.handles.get(fh).path
+        prefix = f"{prefix}/" if prefix else ""
+        peek = self.inodes.peek
+        return ((os.fsencode(name), kind, st if not layer else peek(prefix + name) or UNKNOWN_INO, index + 1)
+                for index, (name, kind, st, layer) in enumerate(entries) if index >= offset)
+
+    @translated
+    def readdirplus(self, ino: int, size: int, offset: int,
+                    fh: int) -> Iterator[tuple[bytes, int, Callable[[], lowlevel.Entry]]]:
+        """Names with full entries (`ls -l` then needs no lookup per name); each stat is
+        made when a page asks for it and kept on the handle."""
+        entries = self._listing(ino, fh, offset)
+        prefix = self.handles.get(fh).path
+        prefix = f"{prefix}/" if prefix else ""
+        return self._plus(entries, prefix, offset)
+
+    def _plus(self, entries: list[Any], prefix: str, offset: int) -> Iterator[tuple[bytes, int, Callable[[], lowlevel.Entry]]]:
+        for index in range(offset, len(entries)):
+            item = entries[index]
+            name, _, st, layer = item
+            if not layer:  # "." and "..": the dispatcher counts no lookup for them
+                yield os.fsencode(name), index + 1, (lambda ino=st: self._dot(ino))
+                continue
+            if callable(st):
+                st = item[2] = st()
+                if st is None:  # removed since the listing was made
+                    continue
+            path = prefix + name
+            yield os.fsencode(name), index + 1, (lambda p=path, s=st, lay=layer: self._entry(p, s, lay))
+
+    def _dot(self, ino: int) -> lowlevel.Entry | None:
+        try:
+            st, layer = self._stat(ino)
+        except OSError:
+            return None
+        return lowlevel.Entry(ino, Attr(ino, st), *self._timeout(layer))
 
     # ------------------------------------------------------------ files
 
@@ -308,93 +331,74 @@ class UnionOperations(Operations):  # type: ignore[misc]
             return (flags & ~(os.O_ACCMODE | os.O_APPEND)) | os.O_RDWR
         return flags
 
-    def _open_handle(self, rel: str, flags: int) -> Handle:
+    def _opened(self, ino: int, handle: Handle, reading_static: bool) -> lowlevel.Opened:
+        self.inodes.opened(ino, handle.fd)
+        keep = reading_static and self.options.static_page_cache
+        return lowlevel.Opened(self.handles.add(handle), keep_cache=keep)
+
+    @translated
+    def open(self, ino: int, flags: int) -> lowlevel.Opened:
+        path = self.inodes.path(ino)
         writable = flags & os.O_ACCMODE != os.O_RDONLY
-        fd = self.union.open_fd(rel, self._descriptor_flags(flags))
+        fd = self.union.open_fd(path, self._descriptor_flags(flags))
         if fd is not None:
-            return Handle(rel, fd=fd, writable=writable)
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC):
+            handle = Handle(path, fd=fd, writable=writable, ino=ino)
+        elif writable or flags & os.O_TRUNC:
             raise OSError(errno.ENOTSUP, "writing through the mount needs a local overlay")
-        return Handle(rel, file=self.union.open(rel, "rb"))
-
-    def _register(self, rel: str, flags: int, fi: Any) -> int:
-        handle = self._open_handle(rel, flags)
-        fi.fh = self.handles.add(handle)
-        writing = flags & (os.O_WRONLY | os.O_RDWR)
-        if not writing and self.options.static_page_cache and self.union.layer_of(rel) == "static":
-            fi.keep_cache = 1  # static never changes: keep its pages across opens
-        return 0
-
-    @overrides(Operations)
-    @translated
-    def open(self, path: str, fi: Any) -> int:
-        return self._register(_rel(path), fi.flags, fi)
-
-    @overrides(Operations)
-    @translated
-    def create(self, path: str, mode: int, fi: Any) -> int:
-        rel = _rel(path)
-        flags = fi.flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC)
-        fd = self.union.create(rel, S.S_IMODE(mode), self._descriptor_flags(flags))
-        if fd is None:
-            self._give_to_caller(rel)
-            return self._register(rel, flags, fi)
-        owner = self._caller()
-        if owner is not None:
-            os.fchown(fd, *owner)
-        fi.fh = self.handles.add(Handle(rel, fd=fd, writable=True))
-        return 0
-
-    @overrides(Operations)
-    @translated
-    def read_buf(self, path: str | None, bufpp: Any, size: int, offset: int, fi: Any) -> int:
-        handle = self.handles.get(fi.fh)
-        address, vec = fuselib.malloc_bufvec()
-        vec.count = 1
-        buf = vec.buf[0]
-        if handle.fd is not None:  # libfuse reads the descriptor itself
-            buf.flags = fuselib.FUSE_BUF_IS_FD | fuselib.FUSE_BUF_FD_SEEK
-            buf.fd, buf.pos, buf.size = handle.fd, offset, size
         else:
-            data = handle.read(size, offset)
-            buf.mem, buf.size = fuselib.malloc_bytes(data), len(data)
-        ctypes.cast(bufpp, ctypes.POINTER(ctypes.c_void_p))[0] = address
-        return 0
+            handle = Handle(path, file=self.union.open(path, "rb"), ino=ino)
+        return self._opened(ino, handle, not writable and self.union.layer_of(path) == "static")
 
-    @overrides(Operations)
     @translated
-    def write_buf(self, path: str | None, buf: Any, offset: int, fi: Any) -> int:
-        handle = self.handles.get(fi.fh)
-        if handle.fd is None:
-            raise OSError(errno.EBADF, "not open for writing")
-        dst = fuselib.FuseBufvec(count=1)
-        dst.buf[0].flags = fuselib.FUSE_BUF_IS_FD | fuselib.FUSE_BUF_FD_SEEK
-        dst.buf[0].fd, dst.buf[0].pos, dst.buf[0].size = handle.fd, offset, self._buf_size(buf)
-        written = self._buf_copy(ctypes.byref(dst), buf, 0)
-        if written < 0:
-            raise OSError(-written, os.strerror(-written))
-        return written
+    def create(self, parent: int, name: bytes, mode: int, flags: int) -> tuple[lowlevel.Entry, lowlevel.Opened]:
+        path = self.inodes.child(parent, _name(name))
+        flags &= ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC)
+        fd = self.union.create(path, S.S_IMODE(mode), self._descriptor_flags(flags))
+        if fd is None:
+            raise OSError(errno.ENOTSUP, "writing through the mount needs a local overlay")
+        try:
+            owner = self._caller()
+            if owner is not None:
+                os.fchown(fd, *owner)
+            st = Stat.from_os(os.fstat(fd))
+        except BaseException:
+            os.close(fd)
+            raise
+        entry = self._entry(path, st, "overlay")
+        handle = Handle(path, fd=fd, writable=True, ino=entry.ino)
+        return entry, self._opened(entry.ino, handle, False)
 
-    @overrides(Operations)
     @translated
-    def flush(self, path: str | None, fi: Any) -> int:
-        return 0
+    def read(self, ino: int, size: int, offset: int, fh: int) -> int | bytes:
+        handle = self.handles.get(fh)
+        if handle.fd is not None:
+            return handle.fd  # libfuse splices from it
+        return handle.read(size, offset)
 
-    @overrides(Operations)
+    def write_fd(self, ino: int, fh: int) -> int | None:
+        handle = self.handles.get(fh)
+        return handle.fd if handle.writable else None
+
     @translated
-    def fsync(self, path: str | None, datasync: int, fi: Any) -> int:
-        handle = self.handles.get(fi.fh)
+    def write(self, ino: int, fh: int, offset: int, data: bytes) -> int:
+        raise OSError(errno.EBADF, "not open for writing")
+
+    @translated
+    def flush(self, ino: int, fh: int) -> None:
+        return None
+
+    @translated
+    def fsync(self, ino: int, datasync: int, fh: int) -> None:
+        handle = self.handles.get(fh)
         if handle.fd is not None:
             (os.fdatasync if datasync else os.fsync)(handle.fd)
-        return 0
 
-    @overrides(Operations)
     @translated
-    def release(self, path: str | None, fi: Any) -> int:
-        handle = self.handles.pop(fi.fh)
+    def release(self, ino: int, fh: int, flags: int = 0) -> None:
+        handle = self.handles.pop(fh)
         if handle is not None:
+            self.inodes.closed(ino, handle.fd)
             handle.close()
-        return 0
 
     # ------------------------------------------------------------ ownership
 
@@ -402,12 +406,11 @@ class UnionOperations(Operations):  # type: ignore[misc]
         """(uid, gid) new entries must get, when that is not the daemon's own (root) identity."""
         if not self._as_root:
             return None
-        uid, gid, _ = mfusepy.fuse_get_context()
+        uid, gid = caller()[:2]
         return (uid, gid) if uid or gid else None
 
-    def _give_to_caller(self, rel: str) -> None:
+    def _give_to_caller(self, path: str) -> None:
         """New entries belong to the user who made them, not to the daemon."""
         owner = self._caller()
         if owner is not None:
-            self.union.chown(rel, *owner)
-
+            self.union.chown(path, *owner)

@@ -91,6 +91,8 @@ class PrecomputedView:
         st = found.hit.stat
         if found.variant.gz != role.variant.gz:
             st = dataclasses.replace(st, size=len(self.converter.convert(found.path, found.hit, role.variant.gz)))
+        if found.path != path:
+            st = dataclasses.replace(st, ino=0)  # another name of the chunk, not a hard link
         return st, self._layer_name(found.hit)
 
     def layer_of(self, path: str) -> str | None:
@@ -138,7 +140,8 @@ class PrecomputedView:
         if hit is not None:
             return hit.stat, self._layer_name(hit)
         if self.pyramids.flat_index(role.scale).has(role.ranges):
-            return self._made_up_dir(role.scale)
+            st, layer = self._made_up_dir(role.scale)
+            return dataclasses.replace(st, ino=0), layer
         raise _error(errno.ENOENT, role.path)
 
     def _made_up_dir(self, scale: str) -> tuple[Stat, str]:
@@ -165,27 +168,34 @@ class PrecomputedView:
         stored = {} if self._made_up(path, place.ranges) else self.union.listdir_types(path)
         return {name: kind for name, (kind, _) in self.lister.entries(path, place.scale, place.ranges, stored).items()}
 
-    def children(self, path: str) -> list[tuple[str, int, Callable[[], Stat | None]]]:
+    def children(self, path: str) -> list[tuple[str, int, Callable[[], Stat | None], str]]:
+        """As the union's; every name inside a pyramid is reported as "overlay": aliases change
+        whenever another name of their chunk is written, so they get the short cache times."""
         path = self._norm(path)
         place = self.pyramids.place(path)
         if place.scale is None:
             return self.union.children(path)
         real = {} if self._made_up(path, place.ranges) else {
-            name: (kind, stat) for name, kind, stat in self.union.children(path)}
+            name: (kind, stat) for name, kind, stat, _ in self.union.children(path)}
         stored = {name: kind for name, (kind, _) in real.items()}
-        out: list[tuple[str, int, Callable[[], Stat | None]]] = []
+        out: list[tuple[str, int, Callable[[], Stat | None], str]] = []
         for name, (kind, source) in self.lister.entries(path, place.scale, place.ranges, stored).items():
             if source is None:  # a nested directory that only the flat chunks make
-                out.append((name, kind, partial(lambda scale: self._made_up_dir(scale)[0], place.scale)))
+                stat: Callable[[], Stat | None] = partial(self._made_up_stat, place.scale)
             elif name in real and source == join(path, name):
-                out.append((name, kind, real[name][1]))
+                stat = real[name][1]
             else:
-                out.append((name, kind, partial(self._stat_of, source)))
+                stat = partial(self._stat_of, source)
+            out.append((name, kind, stat, "overlay"))
         return out
 
+    def _made_up_stat(self, scale: str) -> Stat:
+        return dataclasses.replace(self._made_up_dir(scale)[0], ino=0)
+
     def _stat_of(self, path: str) -> Stat | None:
+        """The attributes of an alias: its stored file's, without its identity (it is another name)."""
         hit = self.union.lookup(path)
-        return None if hit is None else hit.stat
+        return None if hit is None else dataclasses.replace(hit.stat, ino=0)
 
     def _made_up(self, path: str, ranges: tuple[Range, ...]) -> bool:
         """Whether directory ``path`` exists only because flat chunks make it (ENOENT if not at all)."""
@@ -379,7 +389,21 @@ class PrecomputedView:
         self._retrying_in_made_up_dir(path, self.union.symlink, target, path)
 
     def link(self, src: str, dst: str, **kwargs: Any) -> None:
+        src, dst = self._norm(src), self._norm(dst)
+        if self.pyramids.role(src) is not None or self.pyramids.role(dst) is not None:
+            raise _error(errno.EPERM, dst)  # a link would bypass the one-variant rule
         self.union.link(src, dst)
+
+    def mknod(self, path: str, mode: int, device: int = 0) -> None:
+        path = self._norm(path)
+        if self.pyramids.role(path) is not None:
+            raise _error(errno.EPERM, path)
+        self.union.mknod(path, mode, device)
+
+
+    def cacheable(self, path: str) -> bool:
+        """Whether the listing of directory ``path`` may be cached by the kernel for good."""
+        return self.pyramids.place(self._norm(path)).scale is None and self.union.cacheable(path)
 
     def posix_rename(self, src: str, dst: str, replace: bool = True) -> None:
         src, dst = self._norm(src), self._norm(dst)

@@ -227,15 +227,25 @@ class UnionFileSystem(AbstractFileSystem):
             if not truncating:
                 raise _error(errno.ENOENT, path)
             self.makedirs(posixpath.dirname(path), exist_ok=True)
-            self.create(path)
+            try:
+                self.create(path)
+            except FileExistsError:
+                if "x" in mode:
+                    raise
+                self.copy_up(path, with_data=False)  # made by another thread meanwhile
         else:
             self.copy_up(path, with_data=not truncating)
         return self.overlay.open(path, mode.replace("x", "w"))
 
     # -------------------------------------------------------------- copy-up
 
+    def clear_work_area(self) -> int:
+        """Remove the overlay's temporary files from copy-ups a crash interrupted (before
+        anything else uses the overlay)."""
+        return self.overlay.clear_work_area()
+
     def remove_leftovers(self) -> int:
-        """Remove the overlay's temporary files from copy-ups a crash interrupted."""
+        """Remove temporary files older releases left beside their targets (a whole walk)."""
         return self.overlay.remove_leftovers()
 
     def copy_up(self, path: str, with_data: bool = True) -> Stat:
@@ -318,7 +328,7 @@ class UnionFileSystem(AbstractFileSystem):
         if create_parents and path:
             parent = posixpath.dirname(path)
             if parent and self.lookup(parent) is None:
-                self.mkdir(parent, create_parents=True, mode=mode)
+                self.makedirs(parent, exist_ok=True)
         with self._locks.hold(path):
             self._check_new(path)
             self._ensure_overlay_dir(posixpath.dirname(path))
@@ -335,7 +345,13 @@ class UnionFileSystem(AbstractFileSystem):
             if not exist_ok or not hit.is_dir:
                 raise _error(errno.EEXIST, path)
             return
-        self.mkdir(path, create_parents=True)
+        try:
+            self.mkdir(path, create_parents=True)
+        except FileExistsError:
+            # Another thread made it meanwhile (zarr writes chunks from many threads).
+            hit = self.lookup(path)
+            if not exist_ok or hit is None or not hit.is_dir:
+                raise
 
     def symlink(self, target: str, path: str, **kwargs: Any) -> None:
         """Make ``path`` a symlink to ``target`` (stored in the overlay)."""

@@ -12,6 +12,7 @@ import errno
 import os
 import posixpath
 import stat as S
+import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -81,8 +82,12 @@ class Layer(ABC):
         parent = posixpath.dirname(path)
         return posixpath.join(parent, f"{markers.TEMP_PREFIX}{uuid.uuid4().hex}")
 
+    def clear_work_area(self) -> int:
+        """Remove the temporary files of copy-ups a crash interrupted; how many."""
+        return 0
+
     def remove_leftovers(self) -> int:
-        """Remove temporary files a crash left behind; how many were removed."""
+        """Remove temporary files of older releases; how many."""
         return 0
 
     def touch(self, path: str) -> None:
@@ -140,7 +145,25 @@ class LocalLayer(Layer):
 
     def __init__(self, root: str) -> None:
         super().__init__(LocalFileSystem(), os.path.abspath(root))
-        self._root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._fd: int | None = None
+        self._fd_lock = threading.Lock()
+
+    @property
+    def _root_fd(self) -> int:
+        """The root's descriptor, opened at first use (a copick root may name a directory
+        made later); a root still missing reads as empty (`stat` gives None)."""
+        fd = self._fd
+        if fd is None:
+            with self._fd_lock:
+                if self._fd is None:
+                    self._fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                fd = self._fd
+        return fd
+
+    def _make_root(self) -> None:
+        """Create a missing root before the first write into it (as fsspec's auto_mkdir)."""
+        if self._fd is None and not os.path.isdir(self.root):
+            os.makedirs(self.root, exist_ok=True)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"root": self.root}
@@ -148,8 +171,14 @@ class LocalLayer(Layer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["root"])  # type: ignore[misc]
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LocalLayer) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(("local", self.root))
+
     def __del__(self) -> None:
-        fd = getattr(self, "_root_fd", None)
+        fd = getattr(self, "_fd", None)
         if fd is not None:
             os.close(fd)
 
@@ -175,12 +204,15 @@ class LocalLayer(Layer):
             self._release(fd)
 
     def open_fd(self, path: str, flags: int, mode: int = 0) -> int:
+        if flags & os.O_CREAT:
+            self._make_root()
         return open_beneath(self._root_fd, path, flags, mode)
 
     # -------------------------------------------------------------- work area
 
     def temp_path(self, path: str) -> str:
         """A name in the private work directory at the root (0700, the daemon's own)."""
+        self._make_root()
         self._ensure_work_dir()
         return f"{markers.WORK_DIR}/{uuid.uuid4().hex}"
 
@@ -199,18 +231,31 @@ class LocalLayer(Layer):
         finally:
             os.close(fd)
 
+    def clear_work_area(self) -> int:
+        """Empty the work directory (before serving: a crash left its files half-made)."""
+        try:
+            fd = open_beneath(self._root_fd, markers.WORK_DIR, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            return 0
+        try:
+            names = os.listdir(fd)
+            for name in names:
+                os.unlink(name, dir_fd=fd)
+            return len(names)
+        finally:
+            os.close(fd)
+
     def remove_leftovers(self) -> int:
-        """Empty the work directory, and remove temporary files of older releases, which
-        were made beside their target (``.wh..wh.tmp.*``) — a walk of the whole layer."""
+        """Remove temporary files older releases made beside their targets
+        (``.wh..wh.tmp.*``): a walk of the whole layer, so callers run it in the background."""
         removed = 0
         for top, dirs, files, dirfd in os.fwalk(".", dir_fd=self._root_fd):
+            if top == ".":
+                dirs[:] = [d for d in dirs if d != markers.WORK_DIR]
             for name in files:
-                if top == f"./{markers.WORK_DIR}" or name.startswith(markers.TEMP_PREFIX):
+                if name.startswith(markers.TEMP_PREFIX):
                     os.unlink(name, dir_fd=dirfd)
                     removed += 1
-            for name in list(dirs):
-                if name.startswith(markers.TEMP_PREFIX):
-                    dirs.remove(name)
         return removed
 
     # -------------------------------------------------------------- reading
@@ -264,6 +309,7 @@ class LocalLayer(Layer):
     # -------------------------------------------------------------- writing
 
     def mkdir(self, path: str, mode: int = 0o777) -> None:
+        self._make_root()
         self._at(path, os.mkdir, mode)
 
     def remove(self, path: str) -> None:
@@ -321,6 +367,7 @@ class LocalLayer(Layer):
         self._at(path, os.utime, ns=(atime_ns, mtime_ns), follow_symlinks=False)
 
     def symlink(self, target: str, path: str) -> None:
+        self._make_root()
         fd, name = self._parent(path)
         try:
             os.symlink(target, name, dir_fd=fd)

@@ -1,0 +1,74 @@
+"""The mount daemon's foreground run: the union, the request handler, the FUSE session."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+
+from ..config import CopickConfig
+from ..options import MountOptions
+from ..precomputed import PrecomputedView
+from ..union import UnionFileSystem
+
+log = logging.getLogger("copickfs.mount")
+
+
+def union_from_config(config: CopickConfig) -> UnionFileSystem:
+    return UnionFileSystem(
+        config.overlay_root,
+        config.static_root,
+        overlay_options=config.overlay_fs_args,
+        static_options=config.static_fs_args,
+    )
+
+
+def fuse_options(config: CopickConfig, options: MountOptions) -> list[str]:
+    out = [f"fsname=copickfs:{config.overlay_root}", "subtype=copickfs", "default_permissions"]
+    if options.allow_other:
+        out.append("allow_other")
+    if options.ro:
+        out.append("ro")
+    return out
+
+
+def run_foreground(config: CopickConfig, mountpoint: str, options: MountOptions) -> None:
+    """Serve the mount until it is unmounted or the process gets SIGINT/SIGTERM."""
+    from .operations import UnionHandler  # loads libfuse3
+    from .session import FuseSession
+
+    _configure_logging(options)
+    os.umask(0)  # modes are the callers' (the kernel applied their umask); ours must not leak
+    union = union_from_config(config)
+    cleared = union.clear_work_area()
+    if cleared:
+        log.warning("removed %d temporary file(s) of copy-ups a crash interrupted", cleared)
+    threading.Thread(target=_remove_leftovers, args=(union,), name="copickfs-leftovers", daemon=True).start()
+    source = PrecomputedView(union, options.precomputed_layout) if options.precomputed else union
+    handler = UnionHandler(source, options, mountpoint)
+    session = FuseSession(handler, mountpoint, fuse_options(config, options), threads=options.threads,
+                          debug=options.debug)
+    handler.session = session
+    result = session.run()
+    if result < 0:
+        raise RuntimeError(f"the FUSE loop failed: {os.strerror(-result)}")
+
+
+def _remove_leftovers(union: UnionFileSystem) -> None:
+    """Copy-ups a crash interrupted left private temporary files behind: remove them."""
+    try:
+        removed = union.remove_leftovers()
+    except OSError as e:
+        log.warning("cannot remove leftover temporary files: %s", e)
+        return
+    if removed:
+        log.warning("removed %d temporary file(s) an older release left behind", removed)
+
+
+def _configure_logging(options: MountOptions) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if options.log:
+        handlers.append(logging.FileHandler(options.log))
+    logging.basicConfig(level=logging.DEBUG if options.debug else logging.WARNING,
+                        format="copickfs[%(process)d] %(levelname)s %(message)s", handlers=handlers, force=True)
