@@ -57,3 +57,46 @@ def mnt(roots: Roots) -> Iterator[Path]:
     """The union mounted at roots.mountpoint; unmounted even when the test fails."""
     with mounted(roots.config, roots.mountpoint):
         yield roots.mountpoint
+
+
+# ---------------------------------------------------------------------------- hardening tests
+
+BIG_STATIC_SIZE = 400 * (1 << 20)
+
+
+@pytest.fixture(scope="session")
+def big_static(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A static root holding ``pub/big.bin``: 400 MiB of non-repeating data, root-owned, mode
+    0600, written once per session (a copy-up of it takes long enough to be watched).
+    Returns (root, sha256 of big.bin)."""
+    import hashlib
+
+    root = tmp_path_factory.mktemp("bigstatic")
+    (root / "pub").mkdir()
+    digest = hashlib.sha256()
+    block = os.urandom(4 << 20)
+    with open(root / "pub" / "big.bin", "wb") as f:
+        for i in range(BIG_STATIC_SIZE // len(block)):
+            chunk = i.to_bytes(8, "little") + block[8:]
+            digest.update(chunk)
+            f.write(chunk)
+    os.chmod(root / "pub" / "big.bin", 0o600)
+    return root, digest.hexdigest()
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs with only 64 inodes (for running out of them), unmounted afterwards."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    where = tmp_path / "tiny"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,nr_inodes=64,mode=0755", "tmpfs", str(where)],
+                   check=True, capture_output=True, timeout=60)
+    try:
+        yield where
+    finally:
+        if subprocess.run(["umount", str(where)], capture_output=True, timeout=60).returncode != 0:
+            subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=60)

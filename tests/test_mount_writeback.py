@@ -39,3 +39,21 @@ def test_writeback_cache_is_off_by_default(roots, mnt: Path) -> None:
     with open(mnt / "file.txt", "rb") as f:
         os.unlink(mnt / "file.txt")
         assert f.read() == b"static file\n"
+
+
+def test_writeback_cache_with_a_file_unlinked_while_open(roots) -> None:
+    """The kernel updates the times of an unlinked file at close: answered by inode, no EIO."""
+    with mounted(roots.config, roots.mountpoint, "writeback_cache"):
+        mnt = roots.mountpoint
+        with open(mnt / "gone.bin", "w+b") as f:
+            f.write(b"x" * 10000)
+            os.unlink(mnt / "gone.bin")
+            f.write(b"y")
+            f.flush()
+            assert os.fstat(f.fileno()).st_size == 10001
+            f.seek(0)
+            assert f.read() == b"x" * 10000 + b"y"
+        with open(mnt / "file.txt", "ab") as f:  # a copied-up static file, unlinked while open
+            os.unlink(mnt / "file.txt")
+            f.write(b"more")
+        assert not (mnt / "file.txt").exists() and not (mnt / "gone.bin").exists()

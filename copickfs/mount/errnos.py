@@ -1,7 +1,7 @@
 """Every errno the mount returns is chosen here, by exception class.
 
-fsspec raises ``FileNotFoundError(path)`` with ``errno=None``, which mfusepy would
-turn into EINVAL; an errno already set on an OSError is kept.
+fsspec raises ``FileNotFoundError(path)`` with ``errno=None``, which an errno-less
+reply would turn into EINVAL; an errno already set on an OSError is kept.
 """
 
 from __future__ import annotations
