@@ -438,36 +438,25 @@ def _attr_tail(st: Any) -> tuple[int, int, int]:
             getattr(st, "st_blocks", (size + 511) // 512))
 
 
-if MACHINE == "x86_64":
-    def pack_entry(buf: Any, ino: int, generation: int, st: Any, attr_timeout: float,
-                   entry_timeout: float) -> None:
-        """Fill a struct fuse_entry_param (its stat at offset 16) in ``buf`` from ``st``."""
-        if st is None:
-            ENTRY_STRUCT.pack_into(buf, 0, ino, generation, *_ZERO_STAT, attr_timeout, entry_timeout)
-            return
-        try:
-            rdev, blksize, blocks = st.st_rdev, st.st_blksize, st.st_blocks
-        except AttributeError:
-            rdev, blksize, blocks = _attr_tail(st)
-        a, m, c = st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
-        ENTRY_STRUCT.pack_into(buf, 0, ino, generation, 0, st.st_ino, st.st_nlink, st.st_mode, st.st_uid,
-                               st.st_gid, rdev, st.st_size, blksize, blocks, a // NS, a % NS,
-                               m // NS, m % NS, c // NS, c % NS, attr_timeout, entry_timeout)
-else:
-    def pack_entry(buf: Any, ino: int, generation: int, st: Any, attr_timeout: float,
-                   entry_timeout: float) -> None:
-        """Fill a struct fuse_entry_param (its stat at offset 16) in ``buf`` from ``st``."""
-        if st is None:
-            ENTRY_STRUCT.pack_into(buf, 0, ino, generation, *_ZERO_STAT, attr_timeout, entry_timeout)
-            return
-        try:
-            rdev, blksize, blocks = st.st_rdev, st.st_blksize, st.st_blocks
-        except AttributeError:
-            rdev, blksize, blocks = _attr_tail(st)
-        a, m, c = st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
-        ENTRY_STRUCT.pack_into(buf, 0, ino, generation, 0, st.st_ino, st.st_mode, st.st_nlink, st.st_uid,
-                               st.st_gid, rdev, st.st_size, blksize, blocks, a // NS, a % NS,
-                               m // NS, m % NS, c // NS, c % NS, attr_timeout, entry_timeout)
+_NLINK_FIRST = MACHINE == "x86_64"  # x86_64's struct stat has st_nlink before st_mode; others after
+
+
+def pack_entry(buf: Any, ino: int, generation: int, st: Any, attr_timeout: float,
+               entry_timeout: float) -> None:
+    """Fill a struct fuse_entry_param (its stat at offset 16) in ``buf`` from ``st``."""
+    if st is None:
+        ENTRY_STRUCT.pack_into(buf, 0, ino, generation, *_ZERO_STAT, attr_timeout, entry_timeout)
+        return
+    try:
+        rdev, blksize, blocks = st.st_rdev, st.st_blksize, st.st_blocks
+    except AttributeError:
+        rdev, blksize, blocks = _attr_tail(st)
+    a, m, c = st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
+    first, second = (st.st_nlink, st.st_mode) if _NLINK_FIRST else (st.st_mode, st.st_nlink)
+    ENTRY_STRUCT.pack_into(buf, 0, ino, generation, 0, st.st_ino, first, second, st.st_uid,
+                           st.st_gid, rdev, st.st_size, blksize, blocks, a // NS, a % NS,
+                           m // NS, m % NS, c // NS, c % NS, attr_timeout, entry_timeout)
+
 
 _ZERO_STAT = (0,) * 16
 
