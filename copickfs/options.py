@@ -1,51 +1,127 @@
-"""Mount options: the config's "copickfs" section, overridden by ``-o key=value``."""
+"""Mount options: the config's "copickfs" section, overridden by ``-o key=value``.
+
+The config section is JSON, so its values must have their JSON types (a number, ``true`` or
+``false``, a string); ``-o`` values are text and are read here, each kind by its own rule.
+Every failure is an `OptionError` whose message is one line naming the option.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+MAX_TIMEOUT = 31_536_000  # one year, in seconds: longer is never meant and overflows nothing
+MAX_READ_AHEAD_KB = 1_048_576  # 1 GiB
+
+_TIMEOUT = f"; 0 to {MAX_TIMEOUT} (one year)"
 
 
 class MountOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    entry_timeout: float = Field(1.0, ge=0, description="seconds the kernel caches a name lookup")
-    attr_timeout: float = Field(1.0, ge=0, description="seconds the kernel caches attributes")
-    negative_timeout: float = Field(0.0, ge=0, description="seconds the kernel caches a miss")
-    static_timeout: float = Field(1.0, ge=0, description="seconds the kernel caches names, attributes and "
-                                  "listings that only the static layer holds (0: no listing cache)")
-    max_inodes: int = Field(100_000, ge=1000, description="inodes the daemon keeps before asking the kernel "
-                            "to drop the least recently used (bounds its memory)")
+    entry_timeout: float = Field(1.0, ge=0, le=MAX_TIMEOUT, allow_inf_nan=False,
+                                 description="seconds the kernel caches a name lookup" + _TIMEOUT)
+    attr_timeout: float = Field(1.0, ge=0, le=MAX_TIMEOUT, allow_inf_nan=False,
+                                description="seconds the kernel caches attributes" + _TIMEOUT)
+    negative_timeout: float = Field(0.0, ge=0, le=MAX_TIMEOUT, allow_inf_nan=False,
+                                    description="seconds the kernel caches a miss" + _TIMEOUT)
+    static_timeout: float = Field(86400.0, ge=0, le=MAX_TIMEOUT, allow_inf_nan=False,
+                                  description="seconds the kernel caches names, attributes and listings "
+                                  "that only the static layer holds (0: listings are not cached)" + _TIMEOUT)
+    max_inodes: int = Field(100_000, ge=1000, le=100_000_000,
+                            description="inodes the daemon keeps before it asks the kernel to drop the "
+                            "least recently used (bounds its memory)")
     static_page_cache: bool = Field(True, description="keep static files in the page cache across opens")
     writeback_cache: bool = Field(False, description="let the kernel gather writes in the page cache: "
-                                  "faster writes; other machines see them after close or fsync, and "
-                                  "closing a file unlinked while open fails with EIO")
-    read_ahead_kb: int = Field(1024, ge=0, description="kernel read-ahead of the mount (0 keeps the default)")
+                                  "faster writes; other machines see them after close or fsync")
+    read_ahead_kb: int = Field(1024, ge=0, le=MAX_READ_AHEAD_KB,
+                               description="kernel read-ahead of the mount in KiB (0 keeps the kernel's "
+                               f"default; at most {MAX_READ_AHEAD_KB}, 1 GiB)")
     allow_other: bool = Field(False, description="let other users use the mount")
     ro: bool = Field(False, description="mount read-only")
     threads: bool = Field(True, description="serve requests on several threads")
     debug: bool = Field(False, description="log every FUSE request")
-    log: str | None = Field(None, description="file the daemon logs to")
+    log: str | None = Field(None, min_length=1, description="file the daemon logs to (appended to; a "
+                            "relative path is taken from the working directory of `copickfs mount`)")
     precomputed: bool = Field(True, description="serve every chunk of a precomputed pyramid under all four names")
     precomputed_layout: Literal["stored", "flat", "nested"] = Field(
         "stored", description="what listings inside precomputed pyramids show: one name per chunk")
+
+    @field_validator("log")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\0" in value:
+            raise ValueError("a path cannot contain a NUL character")
+        return value
 
 
 class OptionError(ValueError):
     """A bad ``-o`` option; the message is one line naming it."""
 
 
+_FLAG_WORDS = {"true": True, "yes": True, "on": True, "1": True,
+               "false": False, "no": False, "off": False, "0": False}
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_INTEGER = re.compile(r"[+-]?\d{1,30}")
+_VALUE_HINT = {float: "SECONDS", int: "N", str: "VALUE"}
+
+
+def _kind(name: str) -> type:
+    annotation = MountOptions.model_fields[name].annotation
+    if annotation in (bool, float, int):
+        return annotation  # type: ignore[return-value]
+    return str  # str | None and the Literal choices are text
+
+
 def parse_option_string(text: str) -> dict[str, Any]:
-    """``"a=1,b"`` -> ``{"a": "1", "b": True}``; ``nofoo`` and ``foo=false`` switch a flag off."""
+    """``"a=1,b"`` -> ``{"a": 1.0, "b": True}``, each value converted to its option's type.
+
+    Flags take no value (on), ``noFLAG`` (off) or one of true/false, yes/no, on/off, 1/0.
+    Other options need ``=VALUE``. Empty items (``a,,b``) and empty values are errors.
+    """
     result: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            raise OptionError(f"-o {text!r}: empty option (write OPT[=VAL] items separated by single commas)")
         key, sep, value = item.partition("=")
-        if not sep and key.startswith("no") and key[2:] in MountOptions.model_fields:
-            result[key[2:]] = False
-        else:
-            result[key] = value if sep else True
+        if key not in MountOptions.model_fields:
+            if not sep and key.startswith("no") and key[2:] in MountOptions.model_fields \
+                    and _kind(key[2:]) is bool:
+                result[key[2:]] = False
+                continue
+            known = ", ".join(sorted(MountOptions.model_fields))
+            raise OptionError(f"-o {key}: unknown mount option (known: {known})")
+        result[key] = _convert(key, value if sep else None)
     return result
+
+
+def _convert(key: str, value: str | None) -> Any:
+    kind = _kind(key)
+    if kind is bool:
+        if value is None:
+            return True
+        if value.lower() in _FLAG_WORDS:
+            return _FLAG_WORDS[value.lower()]
+        raise OptionError(f"-o {key}: a flag takes no value or one of true/false, yes/no, on/off, 1/0; "
+                          f"got {value!r}")
+    if value is None:
+        raise OptionError(f"-o {key}: needs a value ({key}={_VALUE_HINT[kind]})")
+    if value == "":
+        raise OptionError(f"-o {key}: empty value")
+    if kind is float:
+        if not _DECIMAL.fullmatch(value):
+            raise OptionError(f"-o {key}: {value!r} is not a decimal number of seconds")
+        return float(value)
+    if kind is int:
+        if not _INTEGER.fullmatch(value):
+            raise OptionError(f"-o {key}: {value!r} is not a whole number")
+        return int(value)
+    return value
 
 
 def merge_options(base: MountOptions, overrides: dict[str, Any]) -> MountOptions:
@@ -59,3 +135,27 @@ def merge_options(base: MountOptions, overrides: dict[str, Any]) -> MountOptions
     except ValidationError as e:
         first = e.errors()[0]
         raise OptionError(f"-o {first['loc'][0]}: {first['msg']}") from None
+
+
+def check_log(options: MountOptions) -> None:
+    """The log file must be creatable or appendable; checked before mounting, nothing created."""
+    if options.log is None:
+        return
+    path = options.log
+    directory = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        raise OptionError(f"log: {path} is a directory, not a file")
+    if not os.path.isdir(directory):
+        what = "is not a directory" if os.path.lexists(directory) else "does not exist"
+        raise OptionError(f"log: {path}: the directory {directory} {what}")
+    if os.path.lexists(path):
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as e:
+            raise OptionError(f"log: {path}: {e.strerror}") from None
+        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):  # a FIFO would block the daemon's start
+            raise OptionError(f"log: {path} is not a regular file")
+        if not os.access(path, os.W_OK):
+            raise OptionError(f"log: {path} is not writable")
+    elif not os.access(directory, os.W_OK | os.X_OK):
+        raise OptionError(f"log: {path}: cannot create a file in {directory}")

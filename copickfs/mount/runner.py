@@ -13,9 +13,7 @@ from typing import Any
 
 from ..config import CopickConfig
 from ..options import MountOptions
-from ..precomputed import PrecomputedView
-from ..union import UnionFileSystem
-from .mountinfo import is_mounted
+from .mountinfo import COPICKFS_TYPE, mount_type
 from .preflight import MountError
 
 log = logging.getLogger("copickfs.mount")
@@ -23,62 +21,24 @@ log = logging.getLogger("copickfs.mount")
 READY_TIMEOUT = 30.0
 
 
-def union_from_config(config: CopickConfig) -> UnionFileSystem:
-    return UnionFileSystem(
-        config.overlay_root,
-        config.static_root,
-        overlay_options=config.overlay_fs_args,
-        static_options=config.static_fs_args,
-    )
-
-
 def run_foreground(config: CopickConfig, mountpoint: str, options: MountOptions) -> None:
     """Serve the mount until it is unmounted or the process gets SIGINT/SIGTERM."""
-    from .adapter import FuseAdapter  # loads libfuse3
-    from .operations import UnionOperations
+    from .daemon import run_foreground as serve
 
-    _configure_logging(options)
-    os.umask(0)  # the kernel applied the caller's umask already
-    union = union_from_config(config)
-    source = PrecomputedView(union, options.precomputed_layout) if options.precomputed else union
-    operations = UnionOperations(source, options, mountpoint)
-    fuse_options: dict[str, Any] = {
-        "fsname": f"copickfs:{config.overlay_root}",
-        "subtype": "copickfs",
-        "default_permissions": True,
-    }
-    if options.allow_other:
-        fuse_options["allow_other"] = True
-    if options.ro:
-        fuse_options["ro"] = True
-    try:
-        FuseAdapter(operations, mountpoint, raw_fi=True, foreground=True, nothreads=not options.threads,
-              debug=options.debug, **fuse_options)
-    except RuntimeError as e:
-        # libfuse3's fuse_main returns 8 when its loop ends with an error, and its own
-        # SIGINT/SIGTERM/SIGHUP handler records the signal as that error. It has unmounted
-        # by then, so a stop by signal is a clean stop, not a failure.
-        if e.args != (8,):
-            raise
-        log.debug("the FUSE loop ended on a signal; %s is unmounted", mountpoint)
+    serve(config, mountpoint, options)
 
 
-def _configure_logging(options: MountOptions) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if options.log:
-        handlers.append(logging.FileHandler(options.log))
-    logging.basicConfig(level=logging.DEBUG if options.debug else logging.WARNING,
-                        format="copickfs[%(process)d] %(levelname)s %(message)s", handlers=handlers, force=True)
-
-
-def start_background(argv: list[str], mountpoint: str, timeout: float = READY_TIMEOUT) -> int:
+def start_background(argv: list[str], mountpoint: str, timeout: float = READY_TIMEOUT,
+                     pass_fds: tuple[int, ...] = ()) -> int:
     """Start ``copickfs mount -f ...`` detached and return its PID once the mount answers.
 
-    If the daemon exits first, its last error line becomes the `MountError`.
+    ``pass_fds`` are handed to the daemon (the mount point lock, see `claim_mountpoint`). If
+    the daemon exits first, its last error line becomes the `MountError`.
     """
     output = tempfile.TemporaryFile()
     proc = subprocess.Popen([sys.executable, "-m", "copickfs", *argv], stdin=subprocess.DEVNULL,
-                            stdout=output, stderr=output, start_new_session=True, cwd="/")
+                            stdout=output, stderr=output, start_new_session=True, cwd="/",
+                            pass_fds=pass_fds)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -86,7 +46,7 @@ def start_background(argv: list[str], mountpoint: str, timeout: float = READY_TI
             lines = [ln for ln in output.read().decode(errors="replace").splitlines() if ln.strip()]
             raise MountError(lines[-1].removeprefix("Error: ") if lines else
                              f"the mount daemon exited with status {proc.returncode}")
-        if is_mounted(mountpoint) and _answers(mountpoint):
+        if _answers(mountpoint):
             return proc.pid
         time.sleep(0.02)
     proc.terminate()
@@ -95,6 +55,9 @@ def start_background(argv: list[str], mountpoint: str, timeout: float = READY_TI
 
 
 def _answers(mountpoint: str) -> bool:
+    """A copickfs mount is at ``mountpoint`` and its daemon serves requests."""
+    if mount_type(mountpoint) != COPICKFS_TYPE:
+        return False
     try:
         os.stat(mountpoint)
         return True
@@ -103,20 +66,45 @@ def _answers(mountpoint: str) -> bool:
 
 
 def unmount(mountpoint: str, quiet: bool = False) -> None:
-    """Unmount, also clearing a mount whose daemon died ("Transport endpoint is not connected")."""
-    path = os.path.abspath(mountpoint)
-    if not is_mounted(path):
+    """Unmount a copickfs mount, also one whose daemon died ("Transport endpoint is not connected").
+
+    Any other filesystem at ``mountpoint`` is left alone: a `MountError` names its type (with
+    ``quiet``, nothing happens, as when nothing is mounted).
+    """
+    path = _resolved(mountpoint)
+    kind = mount_type(path)
+    if kind is None:
         if quiet:
             return
         raise MountError(f"{mountpoint} is not mounted")
+    if kind != COPICKFS_TYPE:
+        if quiet:
+            return
+        raise MountError(f"{mountpoint}: not a copickfs mount (its filesystem type is {kind}); left mounted")
     fusermount = shutil.which("fusermount3") or "fusermount3"
-    result = subprocess.run([fusermount, "-u", path], capture_output=True, text=True)
+    result = subprocess.run([fusermount, "-u", path], capture_output=True, text=True, errors="replace")
     if result.returncode == 0:
         return
     if "not connected" in result.stderr or not _answers(path):
-        lazy = subprocess.run([fusermount, "-uz", path], capture_output=True, text=True)
+        lazy = subprocess.run([fusermount, "-uz", path], capture_output=True, text=True, errors="replace")
         if lazy.returncode == 0:
             return
         result = lazy
     message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "fusermount3 failed"
     raise MountError(f"cannot unmount {mountpoint}: {message.removeprefix('fusermount3: ')}")
+
+
+def _resolved(mountpoint: str) -> str:
+    """The path as the kernel lists it: absolute, symlinks resolved, without entering a mount.
+
+    A mount point's own path is resolved up to it (a dead FUSE mount fails every lstat, and a
+    live one's root is not a symlink), so only the parents' symlinks matter.
+    """
+    path = os.path.abspath(mountpoint)
+    if mount_type(path) is not None:
+        return path
+    parent, name = os.path.split(path)
+    resolved = os.path.join(os.path.realpath(parent), name)
+    if mount_type(resolved) is not None or not os.path.islink(resolved):
+        return resolved
+    return os.path.realpath(resolved)
