@@ -15,6 +15,9 @@ def check_fuse_available() -> None:
     if not os.path.exists("/dev/fuse"):
         raise FuseUnavailable("/dev/fuse is missing: load the fuse kernel module (modprobe fuse) "
                               "or give the container --device /dev/fuse")
+    if os.geteuid() != 0 and not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        raise FuseUnavailable("/dev/fuse is not open to this user (libfuse opens it before it can use "
+                              "fusermount3): mount as root, or make it mode 0666 as distributions do")
     if ctypes.util.find_library("fuse3") is None:
         raise FuseUnavailable("libfuse3 is not installed: apt-get install fuse3 libfuse3-3")
     if not any(os.access(os.path.join(d, "fusermount3"), os.X_OK)
