@@ -11,6 +11,7 @@ import pytest
 
 from copickfs.union import UnionFileSystem
 from mounting import mounted, write_config
+from s3server import s3  # noqa: F401  (the session's S3 server fixture)
 from treehash import tree_digest
 
 

@@ -9,17 +9,21 @@ import threading
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from ..union.openfile import OpenFile
+
 
 @dataclass
 class Handle:
-    """One open(2) of a union path: a file (``fd`` or ``file``) or a directory (neither).
+    """One open(2) of a union path: a file (``opened``, or ``file`` for bytes made in memory)
+    or a directory (neither).
 
-    ``path`` is where it was opened; a file's ``fd`` was opened beneath its layer's root
-    and is never re-resolved, so later changes of the tree cannot redirect it.
+    ``path`` is where it was opened; a file's descriptor was opened beneath its layer's
+    root (or is a cache's or staging area's copy) and is never re-resolved, so later
+    changes of the tree cannot redirect it.
     """
 
     path: str
-    fd: int | None = None
+    opened: OpenFile | None = None
     ino: int = 0
     file: IO[bytes] | None = None
     #: Opened for writing: ``fd`` is the overlay's copy, safe for fchmod/futimens.
@@ -28,17 +32,22 @@ class Handle:
     #: A directory's listing, kept between the READDIRPLUS requests that page through it.
     entries: list[Any] | None = None
 
+    @property
+    def fd(self) -> int | None:
+        return None if self.opened is None else self.opened.fd
+
     def read(self, size: int, offset: int) -> bytes:
-        if self.fd is not None:
-            return os.pread(self.fd, size, offset)
+        if self.opened is not None:
+            self.opened.ensure(offset, size)
+            return os.pread(self.opened.fd, size, offset)
         assert self.file is not None
         with self.lock:  # file objects share one position
             self.file.seek(offset)
             return self.file.read(size)
 
     def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
+        if self.opened is not None:
+            self.opened.close()
         elif self.file is not None:
             self.file.close()
 

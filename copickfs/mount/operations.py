@@ -27,6 +27,7 @@ from typing import Any
 from ..options import MountOptions
 from ..precomputed import PrecomputedView
 from ..union import UnionFileSystem
+from ..union.openfile import OpenFile
 from ..union.stat import Stat
 from . import lowlevel
 from .session import caller
@@ -340,11 +341,11 @@ class UnionHandler:
     def open(self, ino: int, flags: int) -> lowlevel.Opened:
         path = self.inodes.path(ino)
         writable = flags & os.O_ACCMODE != os.O_RDONLY
-        fd = self.union.open_fd(path, self._descriptor_flags(flags))
-        if fd is not None:
-            handle = Handle(path, fd=fd, writable=writable, ino=ino)
+        opened = self.union.open_file(path, self._descriptor_flags(flags))
+        if opened is not None:
+            handle = Handle(path, opened=opened, writable=writable, ino=ino)
         elif writable or flags & os.O_TRUNC:
-            raise OSError(errno.ENOTSUP, "writing through the mount needs a local overlay")
+            raise OSError(errno.ENOTSUP, "this overlay cannot be written through the mount")
         else:
             handle = Handle(path, file=self.union.open(path, "rb"), ino=ino)
         return self._opened(ino, handle, not writable and self.union.layer_of(path) == "static")
@@ -354,25 +355,27 @@ class UnionHandler:
         path = self.inodes.child(parent, _name(name))
         flags &= ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC)
         fd = self.union.create(path, S.S_IMODE(mode), self._descriptor_flags(flags))
-        if fd is None:
-            raise OSError(errno.ENOTSUP, "writing through the mount needs a local overlay")
+        opened = OpenFile(fd) if fd is not None else self.union.open_file(path, self._descriptor_flags(flags))
+        if opened is None:
+            raise OSError(errno.ENOTSUP, "this overlay cannot be written through the mount")
         try:
             owner = self._caller()
-            if owner is not None:
+            if owner is not None and fd is not None:
                 os.fchown(fd, *owner)
-            st = Stat.from_os(os.fstat(fd))
+            st = Stat.from_os(os.fstat(opened.fd)) if fd is not None else self.union.stat_entry(path)[0]
         except BaseException:
-            os.close(fd)
+            opened.close()
             raise
         entry = self._entry(path, st, "overlay")
-        handle = Handle(path, fd=fd, writable=True, ino=entry.ino)
+        handle = Handle(path, opened=opened, writable=True, ino=entry.ino)
         return entry, self._opened(entry.ino, handle, False)
 
     @translated
     def read(self, ino: int, size: int, offset: int, fh: int) -> int | bytes:
         handle = self.handles.get(fh)
-        if handle.fd is not None:
-            return handle.fd  # libfuse splices from it
+        if handle.opened is not None:
+            handle.opened.ensure(offset, size)  # a remote layer's cache fetches the bytes
+            return handle.opened.fd  # libfuse splices from it
         return handle.read(size, offset)
 
     def write_fd(self, ino: int, fh: int) -> int | None:
@@ -385,13 +388,16 @@ class UnionHandler:
 
     @translated
     def flush(self, ino: int, fh: int) -> None:
-        return None
+        """close(2): a staged copy of a remote overlay uploads here, and reports EIO if it cannot."""
+        handle = self.handles.get(fh)
+        if handle.opened is not None and handle.writable:
+            handle.opened.flush()
 
     @translated
     def fsync(self, ino: int, datasync: int, fh: int) -> None:
         handle = self.handles.get(fh)
-        if handle.fd is not None:
-            (os.fdatasync if datasync else os.fsync)(handle.fd)
+        if handle.opened is not None:
+            handle.opened.sync(bool(datasync))
 
     @translated
     def release(self, ino: int, fh: int, flags: int = 0) -> None:

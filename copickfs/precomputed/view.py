@@ -32,6 +32,7 @@ from typing import IO, Any, Literal
 
 from ..union import UnionFileSystem
 from ..union.lookup import Hit
+from ..union.openfile import OpenFile
 from ..union.stat import Stat
 from .content import Converter
 from .listings import Lister
@@ -207,19 +208,25 @@ class PrecomputedView:
     # ------------------------------------------------------------ reading
 
     def open_fd(self, path: str, flags: int) -> int | None:
+        file = self.open_file(path, flags)
+        return None if file is None else file.fd
+
+    def open_file(self, path: str, flags: int) -> OpenFile | None:
+        """As the union's; a chunk name of the other compression gives None (served from
+        memory by `open`)."""
         path = self._norm(path)
         role = self.pyramids.role(path)
         if role is None or isinstance(role, Nested):
             if flags & _WRITE_FLAGS:
                 self._noticing_info(path)
-            return self.union.open_fd(path, flags)
+            return self.union.open_file(path, flags)
         if flags & _WRITE_FLAGS:
             return self._open_chunk_for_writing(role, flags)
         found = self._require(role)
         if found.variant.gz == role.variant.gz:
-            return self.union.open_fd(found.path, flags)
+            return self.union.open_file(found.path, flags)
         self.converter.convert(found.path, found.hit, role.variant.gz)  # EIO now, not at the first read
-        return None  # served from memory by `open`
+        return None
 
     def open(self, path: str, mode: str = "rb", **kwargs: Any) -> IO[bytes]:
         path = self._norm(path)
@@ -248,14 +255,14 @@ class PrecomputedView:
 
     # ------------------------------------------------------------ writing chunks
 
-    def _open_chunk_for_writing(self, chunk: Chunk, flags: int) -> int | None:
+    def _open_chunk_for_writing(self, chunk: Chunk, flags: int) -> OpenFile | None:
         if self.union.lookup(chunk.path) is None:  # another name of it is stored: make this one
             found = self._require(chunk)
             data = b"" if flags & os.O_TRUNC else self._served(chunk, found)
             self._make_file(chunk.path, data, found.hit.stat)
-        fd = self.union.open_fd(chunk.path, flags)
+        file = self.union.open_file(chunk.path, flags)
         self._drop_other_variants(chunk)
-        return fd
+        return file
 
     def _make_file(self, path: str, data: bytes, like: Stat) -> None:
         """Store ``data`` at ``path`` in the overlay with the mode and owner of ``like``."""

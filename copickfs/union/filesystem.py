@@ -25,6 +25,7 @@ from .copyup import copy_entry
 from .layers import OPEN_FLAGS, Layer, open_layer
 from .locks import PathLocks
 from .lookup import Hit, Resolver
+from .openfile import OpenFile
 from .stat import Stat
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
@@ -472,16 +473,24 @@ class UnionFileSystem(AbstractFileSystem):
         Opening for writing (or with O_TRUNC) copies a static file up first, so the
         descriptor always refers to the overlay copy; static files open read-only.
         """
+        path, layer = self._layer_to_open(path, flags)
+        return layer.open_fd(path, flags & OPEN_FLAGS)
+
+    def open_file(self, path: str, flags: int) -> OpenFile | None:
+        """As `open_fd`, as an `OpenFile` of whatever layer can serve it from a local
+        descriptor (a local directory, a remote layer's cache or staging area), else None."""
+        path, layer = self._layer_to_open(path, flags)
+        return layer.open_file(path, flags & OPEN_FLAGS)
+
+    def _layer_to_open(self, path: str, flags: int) -> tuple[str, Layer]:
         path = self._strip_protocol(path)
         writing = bool(flags & _WRITE_FLAGS) or bool(flags & os.O_TRUNC)
         if writing:
             if self._hit(path).is_dir:
                 raise _error(errno.EISDIR, path)
             self.copy_up(path, with_data=not flags & os.O_TRUNC)
-            layer = self.overlay
-        else:
-            layer = self._hit(path).layer
-        return layer.open_fd(path, flags & OPEN_FLAGS)
+            return path, self.overlay
+        return path, self._hit(path).layer
 
     # ------------------------------------------------------------ renames
 

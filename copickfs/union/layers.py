@@ -24,6 +24,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from . import markers
 from .beneath import ESCAPES, open_beneath, open_dir
+from .openfile import OpenFile
 from .stat import Stat
 
 
@@ -48,6 +49,12 @@ class Layer(ABC):
     def open_fd(self, path: str, flags: int, mode: int = 0) -> int | None:
         """An OS descriptor of ``path`` opened with ``flags`` (local layers only), else None."""
         return None
+
+    def open_file(self, path: str, flags: int) -> OpenFile | None:
+        """``path`` opened with ``flags`` and served from a local descriptor, where this layer
+        can do that (local layers; caches and staging areas of remote ones), else None."""
+        fd = self.open_fd(path, flags)
+        return None if fd is None else OpenFile(fd)
 
     @abstractmethod
     def stat(self, path: str) -> Stat | None:
