@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -270,3 +271,12 @@ def _check_fs_args(field: str, url: str, fs_args: dict[str, Any]) -> None:
 
 def _inside(path: str, root: str) -> bool:
     return os.path.commonpath([path, root]) == root
+
+
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
+
+
+def redacted(url: str) -> str:
+    """``url`` without the ``user:password@`` part a URL may carry: for /proc/mounts, logs
+    and messages (credentials given in ``*_fs_args`` are never printed at all)."""
+    return _USERINFO.sub(r"\1", url)

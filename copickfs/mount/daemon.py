@@ -7,7 +7,7 @@ import os
 import sys
 import threading
 
-from ..config import CopickConfig
+from ..config import CopickConfig, redacted
 from ..options import MountOptions
 from ..precomputed import PrecomputedView
 from ..union import UnionFileSystem
@@ -25,7 +25,7 @@ def union_from_config(config: CopickConfig) -> UnionFileSystem:
 
 
 def fuse_options(config: CopickConfig, options: MountOptions) -> list[str]:
-    out = [f"fsname=copickfs:{config.overlay_root}", "subtype=copickfs", "default_permissions"]
+    out = [f"fsname=copickfs:{redacted(config.overlay_root)}", "subtype=copickfs", "default_permissions"]
     if options.allow_other:
         out.append("allow_other")
     if options.ro:
