@@ -47,6 +47,11 @@ class MountOptions(BaseModel):
     debug: bool = Field(False, description="log every FUSE request")
     log: str | None = Field(None, min_length=1, description="file the daemon logs to (appended to; a "
                             "relative path is taken from the working directory of `copickfs mount`)")
+    cache_dir: str | None = Field(None, min_length=1, description="where a remote static root's data is "
+                                  "cached (default: ~/.cache/copickfs, /var/cache/copickfs as root); reused "
+                                  "by the next mount")
+    cache_size: str = Field("10G", pattern=r"^\d{1,15}[KMGT]?$", description="bound of that cache: bytes, or "
+                            "with a K, M, G or T suffix (powers of 1024)")
     precomputed: bool = Field(True, description="serve every chunk of a precomputed pyramid under all four names")
     precomputed_layout: Literal["stored", "flat", "nested"] = Field(
         "stored", description="what listings inside precomputed pyramids show: one name per chunk")
@@ -57,6 +62,12 @@ class MountOptions(BaseModel):
         if value is not None and "\0" in value:
             raise ValueError("a path cannot contain a NUL character")
         return value
+
+
+def size_bytes(text: str) -> int:
+    """``"10G"`` -> 10 * 1024**3 (the ``cache_size`` spelling)."""
+    factor = 1024 ** ("KMGT".index(text[-1]) + 1) if text[-1] in "KMGT" else 1
+    return int(text.rstrip("KMGT")) * factor
 
 
 class OptionError(ValueError):

@@ -8,20 +8,18 @@ import sys
 import threading
 
 from ..config import CopickConfig, redacted
-from ..options import MountOptions
+from ..options import MountOptions, size_bytes
 from ..precomputed import PrecomputedView
 from ..union import UnionFileSystem
 
 log = logging.getLogger("copickfs.mount")
 
 
-def union_from_config(config: CopickConfig) -> UnionFileSystem:
-    return UnionFileSystem(
-        config.overlay_root,
-        config.static_root,
-        overlay_options=config.overlay_fs_args,
-        static_options=config.static_fs_args,
-    )
+def union_from_config(config: CopickConfig, options: MountOptions) -> UnionFileSystem:
+    from ..storage.roots import open_union
+
+    return open_union(config.overlay_root, config.static_root, config.overlay_fs_args,
+                      config.static_fs_args, options.cache_dir, size_bytes(options.cache_size))
 
 
 def fuse_options(config: CopickConfig, options: MountOptions) -> list[str]:
@@ -40,7 +38,7 @@ def run_foreground(config: CopickConfig, mountpoint: str, options: MountOptions)
 
     _configure_logging(options)
     os.umask(0)  # modes are the callers' (the kernel applied their umask); ours must not leak
-    union = union_from_config(config)
+    union = union_from_config(config, options)
     cleared = union.clear_work_area()
     if cleared:
         log.warning("removed %d temporary file(s) of copy-ups a crash interrupted", cleared)
