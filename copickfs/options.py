@@ -52,6 +52,9 @@ class MountOptions(BaseModel):
                                   "by the next mount")
     cache_size: str = Field("10G", pattern=r"^\d{1,15}[KMGT]?$", description="bound of that cache: bytes, or "
                             "with a K, M, G or T suffix (powers of 1024)")
+    staging_dir: str | None = Field(None, min_length=1, description="where writes to a remote overlay are "
+                                    "staged until uploaded (default: ~/.local/state/copickfs/staging, "
+                                    "/var/lib/copickfs/staging as root); pending uploads are resumed from it")
     precomputed: bool = Field(True, description="serve every chunk of a precomputed pyramid under all four names")
     precomputed_layout: Literal["stored", "flat", "nested"] = Field(
         "stored", description="what listings inside precomputed pyramids show: one name per chunk")

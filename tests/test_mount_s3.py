@@ -98,3 +98,43 @@ def test_s3_credentials_stay_out_of_mounts_and_cache(s3_static) -> None:
     for path in cache.rglob("*"):
         if path.is_file() and not path.name.endswith(".data"):
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+@pytest.fixture
+def s3_overlay(s3: S3Server, tmp_path: Path):
+    bucket = s3.new_bucket()
+    static, mnt = tmp_path / "static", tmp_path / "mnt"
+    (static / "dir").mkdir(parents=True)
+    (static / "file.txt").write_bytes(b"static file\n")
+    (static / "dir" / "a.txt").write_bytes(b"a" * 100)
+    mnt.mkdir()
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({
+        "config_type": "filesystem", "overlay_root": f"s3://{bucket}/overlay", "static_root": str(static),
+        "overlay_fs_args": s3.options(),
+        "copickfs": {"staging_dir": str(tmp_path / "staging"), "cache_dir": str(tmp_path / "cache")}}))
+    return config, bucket, mnt, tmp_path / "staging"
+
+
+def test_s3_overlay_writes_are_uploaded_on_close(s3: S3Server, s3_overlay) -> None:
+    config, bucket, mnt, staging = s3_overlay
+    fs = s3.filesystem()
+    with mounted(config, mnt):
+        (mnt / "new.txt").write_bytes(b"hello")
+        assert fs.cat(f"{bucket}/overlay/new.txt") == b"hello"  # uploaded when closed
+        with open(mnt / "file.txt", "ab") as f:  # copy-up of a local static file into S3
+            f.write(b"more\n")
+            f.flush()
+            os.fsync(f.fileno())
+            assert fs.cat(f"{bucket}/overlay/file.txt") == b"static file\nmore\n"
+        with open(mnt / "new.txt", "r+b") as f:  # a random write in the middle
+            f.seek(1)
+            f.write(b"EL")
+        assert (mnt / "new.txt").read_bytes() == b"hELlo"
+        os.unlink(mnt / "dir" / "a.txt")
+        assert fs.exists(f"{bucket}/overlay/dir/.wh.a.txt")
+        os.rename(mnt / "new.txt", mnt / "renamed.txt")
+        assert sorted(os.listdir(mnt)) == ["dir", "file.txt", "renamed.txt"]
+    assert fs.cat(f"{bucket}/overlay/renamed.txt") == b"hELlo"
+    assert not fs.exists(f"{bucket}/overlay/new.txt")
+    assert not [p for p in staging.rglob("*.json")], "nothing left pending"

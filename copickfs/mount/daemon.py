@@ -18,8 +18,11 @@ log = logging.getLogger("copickfs.mount")
 def union_from_config(config: CopickConfig, options: MountOptions) -> UnionFileSystem:
     from ..storage.roots import open_union
 
+    from ..storage.staging import default_staging_dir
+
     return open_union(config.overlay_root, config.static_root, config.overlay_fs_args,
-                      config.static_fs_args, options.cache_dir, size_bytes(options.cache_size))
+                      config.static_fs_args, options.cache_dir, size_bytes(options.cache_size),
+                      options.staging_dir or default_staging_dir())
 
 
 def fuse_options(config: CopickConfig, options: MountOptions) -> list[str]:
@@ -48,7 +51,14 @@ def run_foreground(config: CopickConfig, mountpoint: str, options: MountOptions)
     session = FuseSession(handler, mountpoint, fuse_options(config, options), threads=options.threads,
                           debug=options.debug)
     handler.session = session
-    result = session.run()
+    try:
+        result = session.run()
+    finally:
+        from ..storage.roots import close_union
+
+        owed = close_union(union)
+        if owed:
+            log.warning("%d upload(s) still pending; the next mount of this overlay resumes them", owed)
     if result < 0:
         raise RuntimeError(f"the FUSE loop failed: {os.strerror(-result)}")
 
