@@ -11,7 +11,9 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
+import shutil
 import stat as S
+import tempfile
 import threading
 import time
 import uuid
@@ -24,6 +26,9 @@ from fsspec.implementations.local import LocalFileSystem
 
 from . import markers
 from .beneath import ESCAPES, open_beneath, open_dir
+from .objectstore import LISTING_CACHE_PROTOCOLS, Store, stat_from_info, store_for
+from .objectstore import error as _error
+from .objectstore import translated as _translated
 from .openfile import OpenFile
 from .stat import Stat
 
@@ -402,48 +407,228 @@ _MODE_FLAGS = {
 
 
 class FsspecLayer(Layer):
-    """Any fsspec filesystem. Object stores have no real directories, modes or links."""
+    """Any fsspec filesystem: S3 (s3fs) through `objectstore.S3Store`, others (memory://, ...)
+    through their own fsspec calls. docs/SEMANTICS.md ("Object stores") has the conventions.
+
+    Object stores have no real directories, modes, owners, times, links or special files:
+    a directory made here is a marker object ``DIR/`` (it persists while empty); chmod,
+    chown, utime and symlink fail with ENOTSUP, link and mknod with EPERM; opening for
+    update in place (``r+``, ``w+``, ``a+``) fails with ENOTSUP. Every error is an OSError
+    with errno set, naming the layer-relative (= union) path. Nothing is cached: each call
+    asks the storage (the overlay may be shared with other machines).
+    """
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, root: str) -> None:
+        super().__init__(fs, root)
+        self._store: Store = store_for(fs, root)
+
+    @property
+    def object_store(self) -> bool:
+        """True where directories are key prefixes (S3): markers keep empty ones."""
+        return self._store.object_store
+
+    # -------------------------------------------------------------- reading
 
     def stat(self, path: str) -> Stat | None:
-        try:
-            info = self.fs.info(self.url(path))
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        return _stat_from_info(info)
+        """One HEAD, plus (unless it names a file or a marker) one listing capped at one key."""
+        with _translated(path):
+            return self._store.stat(path, files_only=markers.is_reserved(posixpath.basename(path)))
+
+    def scan(self, path: str) -> dict[str, Stat] | None:
+        """The entries of directory ``path`` with their attributes (one delimiter listing on
+        an object store), or None when ``path`` is not a directory."""
+        with _translated(path):
+            return self._store.scan(path)
 
     def listdir(self, path: str) -> dict[str, int] | None:
-        url = self.url(path)
-        try:
-            if not self.fs.isdir(url):
-                return None
-            entries = self.fs.ls(url, detail=True)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        base = self.fs._strip_protocol(url).rstrip("/")
-        names = {}
-        for info in entries:
-            name = self.fs._strip_protocol(info["name"]).rstrip("/")
-            if name != base:
-                names[posixpath.basename(name)] = S.S_IFDIR if info.get("type") == "directory" else S.S_IFREG
-        return names
+        entries = self.scan(path)
+        return None if entries is None else {name: S.S_IFMT(st.mode) for name, st in entries.items()}
 
     def open(self, path: str, mode: str) -> IO[bytes]:
-        return self.fs.open(self.url(path), mode)
+        if "+" in mode and self.object_store:
+            raise OSError(errno.ENOTSUP, "objects cannot be updated in place", path)
+        with _translated(path):
+            return self._store.open(path, mode)
+
+    def readlink(self, path: str) -> str:
+        raise _error(errno.EINVAL, path)
+
+    # -------------------------------------------------------------- checks
+
+    def _file_stat(self, path: str) -> Stat:
+        """``path``'s stat as a regular file: ENOENT, or EISDIR for a directory."""
+        if not path:
+            raise _error(errno.EISDIR, path)
+        with _translated(path):
+            st = self._store.stat(path, files_only=True)
+            if st is None:
+                if not markers.is_reserved(posixpath.basename(path)) and self._store.is_dir(path):
+                    raise _error(errno.EISDIR, path)
+                raise _error(errno.ENOENT, path)
+            return st
+
+    def _need_parent(self, path: str) -> None:
+        """POSIX: a new entry needs an existing parent directory (ENOENT, ENOTDIR)."""
+        parent = posixpath.dirname(path)
+        with _translated(path):
+            if not parent or self._store.is_dir(parent):
+                return
+            raise _error(errno.ENOENT if self._store.stat(parent, files_only=True) is None
+                         else errno.ENOTDIR, path)
+
+    def _keep_parent(self, path: str) -> None:
+        """Give ``path``'s parent a marker if removing ``path`` left it with nothing (a
+        directory that existed only through its keys): POSIX directories outlive their files."""
+        parent = posixpath.dirname(path)
+        if parent and not self._store.is_dir(parent):
+            self._store.make_dir(parent)
+
+    # -------------------------------------------------------------- writing
+
+    def touch(self, path: str) -> None:
+        """An empty file (markers) unless one is there: like `LocalLayer.touch`, never
+        truncating (one conditional PUT on S3)."""
+        with _translated(path):
+            try:
+                self._store.put(path, b"", exclusive=True)
+            except FileExistsError:
+                pass
+
+    def create(self, path: str, mode: int = 0o666, flags: int | None = None) -> int | None:
+        """A new empty file (exclusive: If-None-Match on S3); FileExistsError if anything is there."""
+        if not path or self.stat(path) is not None:
+            raise _error(errno.EEXIST, path)
+        self._need_parent(path)
+        with _translated(path):
+            self._store.put(path, b"", exclusive=True)
+        return None
 
     def mkdir(self, path: str, mode: int = 0o777) -> None:
-        url = self.url(path)
-        if self.fs.exists(url):
-            raise FileExistsError(errno.EEXIST, "exists", url)
-        self.fs.mkdir(url, create_parents=False)
+        """A directory (the marker object ``DIR/`` on object stores); its parent must exist."""
+        if not path or self.stat(path) is not None:
+            raise _error(errno.EEXIST, path)
+        self._need_parent(path)
+        with _translated(path):
+            self._store.make_dir(path)
 
     def remove(self, path: str) -> None:
-        self.fs.rm_file(self.url(path))
+        self._file_stat(path)
+        with _translated(path):
+            self._store.delete(path)
+            self._keep_parent(path)
 
     def rmdir(self, path: str) -> None:
-        self.fs.rmdir(self.url(path))
+        if not path:
+            raise _error(errno.EBUSY, path)
+        with _translated(path):
+            entries = self._store.scan(path, limit=1)
+            if entries is None:
+                raise _error(errno.ENOENT if self._store.stat(path) is None else errno.ENOTDIR, path)
+            if entries:
+                raise _error(errno.ENOTEMPTY, path)
+            self._store.remove_dir(path)
+            self._keep_parent(path)
 
     def rename(self, src: str, dst: str) -> None:
-        self.fs.mv(self.url(src), self.url(dst), recursive=True)
+        """A file: copy, then delete the source (the target is replaced by the copy at once,
+        but both names show the file meanwhile). A directory: every key of its prefix copied,
+        then the source's deleted (not atomic; a failed copy removes what it copied)."""
+        if not src or not dst:
+            raise _error(errno.EBUSY, src or dst)
+        st = self.stat(src)
+        if st is None:
+            raise _error(errno.ENOENT, src)
+        if src == dst:
+            return
+        if st.is_dir:
+            self._rename_dir(src, dst)
+        else:
+            self._rename_file(src, dst, st)
+
+    def _rename_file(self, src: str, dst: str, st: Stat) -> None:
+        same_parent = posixpath.dirname(src) == posixpath.dirname(dst)
+        with _translated(dst):
+            if self._store.is_dir(dst):
+                raise _error(errno.EISDIR, dst)
+        if not same_parent:
+            self._need_parent(dst)
+        with _translated(src):
+            self._store.copy(src, dst, st.size)
+            self._store.delete(src)
+            if not same_parent:
+                self._keep_parent(src)
+
+    def _rename_dir(self, src: str, dst: str) -> None:
+        if dst.startswith(src + "/"):
+            raise _error(errno.EINVAL, dst)
+        target = self.stat(dst)
+        replaced = False
+        if target is not None:
+            if not target.is_dir:
+                raise _error(errno.ENOTDIR, dst)
+            with _translated(dst):
+                if self._store.scan(dst, limit=1):
+                    raise _error(errno.ENOTEMPTY, dst)
+                self._store.remove_dir(dst)  # an empty directory is replaced
+                replaced = True
+        else:
+            self._need_parent(dst)
+        with _translated(src):
+            try:
+                self._store.copy_tree(src, dst)
+            except BaseException:
+                if replaced:
+                    self._store.make_dir(dst)
+                raise
+            self._store.delete_tree(src)
+            self._keep_parent(src)
+
+    def truncate(self, path: str, length: int) -> None:
+        """Rewrite the file with its first ``length`` bytes (zeros past its end): object
+        stores change objects whole."""
+        if length < 0:
+            raise _error(errno.EINVAL, path)
+        st = self._file_stat(path)
+        if st.size == length:
+            return
+        with _translated(path):
+            if length == 0:
+                self._store.put(path, b"")
+                return
+            with tempfile.SpooledTemporaryFile(max_size=16 << 20) as spool:
+                with self._store.open(path, "rb") as fin:
+                    left = min(length, st.size)
+                    while left > 0:
+                        chunk = fin.read(min(left, 1 << 20))
+                        if not chunk:
+                            break
+                        spool.write(chunk)
+                        left -= len(chunk)
+                while spool.tell() < length:
+                    spool.write(bytes(min(length - spool.tell(), 1 << 20)))
+                spool.seek(0)
+                with self._store.open(path, "wb") as fout:
+                    shutil.copyfileobj(spool, fout, 1 << 20)
+
+    # -------------------------------------------------------------- what objects cannot hold
+
+    def chmod(self, path: str, mode: int) -> None:
+        raise OSError(errno.ENOTSUP, "storage keeps no modes", path)
+
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        raise OSError(errno.ENOTSUP, "storage keeps no owners", path)
+
+    def utime(self, path: str, atime_ns: int, mtime_ns: int) -> None:
+        raise OSError(errno.ENOTSUP, "storage keeps no times", path)
+
+    def symlink(self, target: str, path: str) -> None:
+        raise OSError(errno.ENOTSUP, "storage keeps no symlinks", path)
+
+    def link(self, src: str, dst: str) -> None:
+        raise OSError(errno.EPERM, "storage keeps no hard links", dst)
+
+    def mknod(self, path: str, mode: int, device: int = 0) -> None:
+        raise OSError(errno.EPERM, "storage keeps no special files", path)
 
 
 def _kind_of(entry: os.DirEntry[str]) -> int:
@@ -460,23 +645,28 @@ def _kind_of(entry: os.DirEntry[str]) -> int:
         return 0
 
 
-def _stat_from_info(info: dict[str, Any]) -> Stat:
-    is_dir = info.get("type") == "directory"
-    mode = info.get("mode")
-    if not isinstance(mode, int) or not S.S_IFMT(mode):
-        mode = (S.S_IFDIR | 0o755) if is_dir else (S.S_IFREG | 0o644)
-    mtime = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
-    if hasattr(mtime, "timestamp"):
-        mtime = mtime.timestamp()
-    mtime_ns = int(float(mtime) * 1e9) if mtime else time.time_ns()
-    return Stat(mode=mode, size=int(info.get("size") or 0), mtime_ns=mtime_ns,
-                atime_ns=mtime_ns, ctime_ns=mtime_ns, nlink=2 if is_dir else 1)
+def _stat_from_info(info: dict[str, Any], default_mtime_ns: int | None = None) -> Stat:
+    """A `Stat` from an fsspec ``info`` dict. Entries that carry no time (object-store
+    directories) get ``default_mtime_ns``, else the time this module was loaded: a fixed
+    value, so repeated stats of one entry agree."""
+    return stat_from_info(info, _LOADED_NS if default_mtime_ns is None else default_mtime_ns)
+
+
+_LOADED_NS = time.time_ns()
 
 
 def open_layer(url: str, storage_options: dict[str, Any] | None = None) -> Layer:
-    """The layer for an fsspec URL: plain paths, file:// and local:// become `LocalLayer`."""
-    fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    """The layer for an fsspec URL: plain paths, file:// and local:// become `LocalLayer`.
+
+    Object stores get fsspec's listing cache turned off unless the options say otherwise:
+    the overlay may be written by other machines, and a static root is cached by its own
+    layer (copickfs.storage), not by stale listings.
+    """
+    options = dict(storage_options or {})
+    protocol = fsspec.core.split_protocol(url)[0]
+    if protocol in LISTING_CACHE_PROTOCOLS:
+        options.setdefault("use_listings_cache", False)
+    fs, root = fsspec.core.url_to_fs(url, **options)
     if isinstance(fs, LocalFileSystem):
         return LocalLayer(root)
     return FsspecLayer(fs, root.rstrip("/"))
-
