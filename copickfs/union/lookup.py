@@ -6,6 +6,7 @@ Read-only questions about the two layers; nothing here writes.
 from __future__ import annotations
 
 import posixpath
+import stat as S
 from dataclasses import dataclass
 
 from . import markers
@@ -43,6 +44,8 @@ class Resolver:
         if _has_reserved_part(path):
             return None
         found = self.overlay.stat(path)
+        if found is None and not path:
+            found = _UNMADE_ROOT  # an overlay root made at the first write (as fsspec's auto_mkdir)
         if found is not None:
             return Hit(self.overlay, found)
         static = self.static_entry(path)
@@ -98,6 +101,9 @@ class Resolver:
                     not marks or whiteout_name(name) not in marks):
                 names[name] = Child(self.static, kind)
         return names
+
+
+_UNMADE_ROOT = Stat(mode=S.S_IFDIR | 0o755, size=0, mtime_ns=0, atime_ns=0, ctime_ns=0, nlink=2)
 
 
 def _has_reserved_part(path: str) -> bool:
