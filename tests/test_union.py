@@ -805,3 +805,25 @@ def test_memory_overlay_create_read_list(memory_union) -> None:
     assert mem.exists(f"{root}/.wh.file.txt")
     assert "file.txt" not in fs.ls("", detail=False)
     assert fs.open_fd("dir/new.txt", os.O_RDONLY) is None  # no descriptors for non-local layers
+
+
+def test_an_open_directory_is_listed_through_its_descriptors(roots, union: UnionFileSystem, tmp_path) -> None:
+    """Renamed and replaced by a symlink behind the union's back, an open directory still
+    lists what it was opened on, never the symlink's target."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"s")
+    union.pipe_file("pub/x2/sub/mine", b"m")  # overlay part
+    directory = union.open_directory("dir/sub")  # static part too: deep.bin
+    own = union.open_directory("pub/x2/sub")
+    try:
+        os.rename(roots.overlay / "pub" / "x2", roots.overlay / "pub" / "x3")
+        os.symlink(outside, roots.overlay / "pub" / "x2")
+        assert [name for name, *_ in own.children()] == ["mine"]
+        assert own.children()[0][2]().size == 1
+        assert sorted(name for name, *_ in directory.children()) == ["deep.bin"]
+    finally:
+        own.close()
+        directory.close()
+    with pytest.raises(OSError):
+        union.ls("pub/x2/sub")  # by path the symlink is never followed either

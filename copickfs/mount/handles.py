@@ -29,7 +29,9 @@ class Handle:
     #: Opened for writing: ``fd`` is the overlay's copy, safe for fchmod/futimens.
     writable: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
-    #: A directory's listing, kept between the READDIRPLUS requests that page through it.
+    #: An open directory (the union's `Directory`), and its listing, kept between the
+    #: READDIRPLUS requests that page through it.
+    directory: Any = None
     entries: list[Any] | None = None
 
     @property
@@ -50,6 +52,8 @@ class Handle:
             self.opened.close()
         elif self.file is not None:
             self.file.close()
+        elif self.directory is not None:
+            self.directory.close()
 
 
 class HandleTable:

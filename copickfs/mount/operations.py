@@ -263,23 +263,26 @@ class UnionHandler:
         if not self.union.stat_entry(path)[0].is_dir:
             raise OSError(errno.ENOTDIR, "not a directory")
         cache = self.options.static_timeout > 0 and self.union.cacheable(path)
-        return lowlevel.Opened(self.handles.add(Handle(path, ino=ino)), keep_cache=cache, cache_readdir=cache)
+        handle = Handle(path, ino=ino, directory=self.union.open_directory(path))
+        return lowlevel.Opened(self.handles.add(handle), keep_cache=cache, cache_readdir=cache)
 
     @translated
     def releasedir(self, ino: int, fh: int) -> None:
-        self.handles.pop(fh)
+        handle = self.handles.pop(fh)
+        if handle is not None:
+            handle.close()
 
     def _listing(self, ino: int, fh: int, offset: int) -> list[Any]:
         """The directory's entries, made at offset 0 and kept on the handle while the kernel
         pages through it: (name, type bits, stat call or Stat, layer)."""
         handle = self.handles.get(fh)
         if offset == 0 or handle.entries is None:
-            # The directory's current path, from the inode table that follows renames made
-            # through the mount; layers resolve it beneath their roots, never through a symlink.
+            # Listed through the descriptors the directory was opened with; its current path
+            # (renames through the mount follow it) names the children for lookups.
             handle.path = path = self.inodes.path(ino)
             parent = self.inodes.peek(path.rpartition("/")[0]) or ino
             handle.entries = [[".", S.S_IFDIR, ino, ""], ["..", S.S_IFDIR, parent, ""],
-                              *(list(child) for child in self.union.children(path))]
+                              *(list(child) for child in handle.directory.children(path))]
         return handle.entries
 
     @translated

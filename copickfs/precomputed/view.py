@@ -59,6 +59,18 @@ class _Found:
     hit: Hit
 
 
+@dataclasses.dataclass
+class _ListedByPath:
+    view: PrecomputedView
+    path: str
+
+    def children(self, path: str | None = None) -> list[tuple[str, int, Callable[[], Stat | None], str]]:
+        return self.view.children(self.path if path is None else path)
+
+    def close(self) -> None:
+        pass
+
+
 class PrecomputedView:
     """The union with chunk-name aliases inside precomputed pyramids."""
 
@@ -189,6 +201,15 @@ class PrecomputedView:
                 stat = partial(self._stat_of, source)
             out.append((name, kind, stat, "overlay"))
         return out
+
+    def open_directory(self, path: str) -> Any:
+        """The union's descriptor-held directory; inside a pyramid, where names are made up
+        from the chunks stored, a directory listed by its path (beneath the roots)."""
+        path = self._norm(path)
+        if self.pyramids.place(path).scale is None:
+            return self.union.open_directory(path)
+        self.stat_entry(path)  # ENOENT now, not at the first listing
+        return _ListedByPath(self, path)
 
     def _made_up_stat(self, scale: str) -> Stat:
         return dataclasses.replace(self._made_up_dir(scale)[0], ino=0)

@@ -22,6 +22,7 @@ from fsspec import AbstractFileSystem
 
 from . import markers
 from .copyup import copy_entry
+from .directory import Directory
 from .layers import OPEN_FLAGS, Layer, open_layer
 from .locks import PathLocks
 from .lookup import Hit, Resolver
@@ -129,6 +130,13 @@ class UnionFileSystem(AbstractFileSystem):
         listing = self._resolver.listing(path, self._dir_hit(path))
         return [(name, child.kind, partial(child.layer.stat, f"{path}/{name}" if path else name),
                  self._layer_name(child.layer)) for name, child in listing.items()]
+
+    def open_directory(self, path: str) -> Directory:
+        """Directory ``path`` held open by descriptors of its layer directories (see `Directory`)."""
+        path = self._strip_protocol(path)
+        hit = self._dir_hit(path)
+        shows = self.static is not None and (hit.layer is self.static or self._resolver.static_visible(path))
+        return Directory(self.overlay, self.static, path, shows)
 
     def cacheable(self, path: str) -> bool:
         """Whether the listing of directory ``path`` can change only through this union:

@@ -55,6 +55,17 @@ class Layer(ABC):
         """An OS descriptor of ``path`` opened with ``flags`` (local layers only), else None."""
         return None
 
+    def open_dir(self, path: str) -> int | None:
+        """A descriptor of directory ``path`` to list it by later (`listdir_at`, `stat_at`),
+        where the storage has them; None if it is not a directory here or has no descriptors."""
+        return None
+
+    def listdir_at(self, fd: int) -> dict[str, int]:
+        raise OSError(errno.ENOTSUP, "storage keeps no directory descriptors")
+
+    def stat_at(self, fd: int, name: str) -> Stat | None:
+        raise OSError(errno.ENOTSUP, "storage keeps no directory descriptors")
+
     def open_file(self, path: str, flags: int) -> OpenFile | None:
         """``path`` opened with ``flags`` and served from a local descriptor, where this layer
         can do that (local layers; caches and staging areas of remote ones), else None."""
@@ -298,6 +309,26 @@ class LocalLayer(Layer):
                 return {e.name: _kind_of(e) for e in entries}
         finally:
             os.close(fd)
+
+    def open_dir(self, path: str) -> int | None:
+        try:
+            return open_beneath(self._root_fd, path, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as e:
+            if e.errno in ESCAPES:
+                return None
+            raise
+
+    def listdir_at(self, fd: int) -> dict[str, int]:
+        with os.scandir(fd) as entries:  # a duplicate of fd, rewound: every listing is whole
+            return {e.name: _kind_of(e) for e in entries}
+
+    def stat_at(self, fd: int, name: str) -> Stat | None:
+        try:
+            return Stat.from_os(os.stat(name, dir_fd=fd, follow_symlinks=False))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
 
     def open(self, path: str, mode: str) -> IO[bytes]:
         flags = _MODE_FLAGS[mode.replace("b", "").replace("t", "")]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import posixpath
 import stat as S
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import markers
@@ -84,23 +85,32 @@ class Resolver:
 
     def listing(self, path: str, hit: Hit) -> dict[str, Child]:
         """Names in the merged directory ``path``; the overlay's entry wins a shared name."""
-        names: dict[str, Child] = {}
-        marks: set[str] = set()
-        if hit.layer is self.overlay:
-            for name, kind in (self.overlay.listdir(path) or {}).items():
-                if markers.is_reserved(name):
-                    marks.add(name)
-                else:
-                    names[name] = Child(self.overlay, kind)
-            if markers.OPAQUE in marks or self.static is None or not self.static_visible(path):
-                return names
-        assert self.static is not None
-        whiteout_name = markers.whiteout_name
-        for name, kind in (self.static.listdir(path) or {}).items():
-            if name not in names and not markers.is_reserved(name) and (
-                    not marks or whiteout_name(name) not in marks):
-                names[name] = Child(self.static, kind)
+        overlay = self.overlay.listdir(path) if hit.layer is self.overlay else None
+        static = self.static
+        shows = static is not None and (hit.layer is static or self.static_visible(path))
+        return merge(self.overlay, overlay, static, (lambda: static.listdir(path)) if shows else None)
+
+
+def merge(overlay: Layer, overlay_names: dict[str, int] | None, static: Layer | None,
+          static_names: Callable[[], dict[str, int] | None] | None) -> dict[str, Child]:
+    """One merged listing from the overlay directory's names (markers included) and, unless
+    its opaque marker hides them, the static directory's (``static_names``: None where
+    static shows nothing here)."""
+    names: dict[str, Child] = {}
+    marks: set[str] = set()
+    for name, kind in (overlay_names or {}).items():
+        if markers.is_reserved(name):
+            marks.add(name)
+        else:
+            names[name] = Child(overlay, kind)
+    if markers.OPAQUE in marks or static is None or static_names is None:
         return names
+    whiteout_name = markers.whiteout_name
+    for name, kind in (static_names() or {}).items():
+        if name not in names and not markers.is_reserved(name) and (
+                not marks or whiteout_name(name) not in marks):
+            names[name] = Child(static, kind)
+    return names
 
 
 _UNMADE_ROOT = Stat(mode=S.S_IFDIR | 0o755, size=0, mtime_ns=0, atime_ns=0, ctime_ns=0, nlink=2)
