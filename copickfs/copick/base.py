@@ -90,7 +90,7 @@ class Entity:
         if union.static is None or union.static.stat(path) is None or opaque:
             union.rm(path, recursive=True)
         elif overlay.stat(path) is not None:
-            overlay.fs.rm(overlay.url(path), recursive=True)
+            overlay.remove_tree(path)
 
     def _forget(self) -> None:
         """Drop this entity from its parent's cached listing."""

@@ -96,6 +96,19 @@ class Layer(ABC):
     @abstractmethod
     def rmdir(self, path: str) -> None: ...
 
+    def remove_tree(self, path: str) -> None:
+        """Remove ``path`` and everything below it, each step beneath the root as any other
+        call (never through a symlink); nothing there is not an error."""
+        st = self.stat(path)
+        if st is None:
+            return
+        if not st.is_dir:
+            self.remove(path)
+            return
+        for name in self.listdir(path) or {}:
+            self.remove_tree(f"{path}/{name}" if path else name)
+        self.rmdir(path)
+
     @abstractmethod
     def rename(self, src: str, dst: str) -> None:
         """Rename, replacing ``dst`` where the storage allows it atomically."""
