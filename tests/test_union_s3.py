@@ -2,7 +2,9 @@
 server, through s3fs) and memory:// as layers.
 
 Backends (overlay / static): s3 / local, local / s3, s3 / s3 (one bucket: static under
-``static/``, the overlay under a sibling prefix ``static-<id>/``), memory / local.
+``static/``, the overlay under a sibling prefix ``static-<id>/``), memory / local, and
+s3-fresh / local (the s3 overlay through `FreshLayer` with a long ttl: the raw side's writes,
+another machine's, drop its listings as if the ttl had passed).
 
 The static tree (one per module, per kind; checked unchanged after every test, on S3 as
 every key with its ETag):
@@ -35,7 +37,9 @@ import fsspec
 import pytest
 
 from conftest import build_static
+from copickfs.storage.fresh import FreshLayer
 from copickfs.union import FsspecLayer, LocalLayer, UnionFileSystem
+from copickfs.union.layers import open_layer
 from treehash import tree_digest
 
 WH = ".wh."
@@ -129,6 +133,12 @@ class S3Side(Side):
     options: dict[str, Any] | None = None
     kind: str = "s3"
     object_store = True
+    #: Called after each raw write (s3-fresh: the union's listings are dropped, as after the ttl).
+    after_write: Any = None
+
+    def _written(self) -> None:
+        if self.after_write is not None:
+            self.after_write()
 
     @property
     def url(self) -> str:  # type: ignore[override]
@@ -139,9 +149,11 @@ class S3Side(Side):
 
     def write(self, rel: str, data: bytes = b"") -> None:
         self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.key(rel), Body=data)
+        self._written()
 
     def mkdir(self, rel: str) -> None:
         self.fs.call_s3("put_object", Bucket=self.bucket, Key=self.key(rel) + "/", Body=b"")
+        self._written()
 
     def head(self, key: str) -> dict[str, Any] | None:
         try:
@@ -253,7 +265,7 @@ class Env:
                                static_options=self.static.options)
 
 
-BACKENDS = ["s3/local", "local/s3", "s3/s3", "memory/local"]
+BACKENDS = ["s3/local", "local/s3", "s3/s3", "memory/local", "s3-fresh/local"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -265,7 +277,7 @@ def env(request, s3, tmp_path, static_bucket, static_local) -> Iterator[Env]:
         static: Side = S3Side(raw, bucket, "static", s3.options())
     else:
         static = LocalSide(static_local)
-    if overlay_kind == "s3":
+    if overlay_kind in ("s3", "s3-fresh"):
         # a sibling prefix sharing static's leading characters: prefixes must be exact
         overlay: Side = S3Side(raw, bucket, f"static-{test_id}", s3.options())
     elif overlay_kind == "memory":
@@ -276,8 +288,14 @@ def env(request, s3, tmp_path, static_bucket, static_local) -> Iterator[Env]:
         (tmp_path / "overlay").mkdir()
         overlay = LocalSide(tmp_path / "overlay")
     before = static.snapshot()
-    e = Env(UnionFileSystem(overlay.url, static.url, overlay_options=overlay.options,
-                            static_options=static.options), overlay, static)
+    if overlay_kind == "s3-fresh":
+        fresh = FreshLayer(open_layer(overlay.url, overlay.options), ttl=60)
+        overlay.after_write = fresh.invalidate  # type: ignore[attr-defined]
+        union = UnionFileSystem(fresh, static.url, static_options=static.options)
+    else:
+        union = UnionFileSystem(overlay.url, static.url, overlay_options=overlay.options,
+                                static_options=static.options)
+    e = Env(union, overlay, static)
     try:
         yield e
     finally:
@@ -299,6 +317,8 @@ def root_names(env: Env) -> list[str]:
 
 def test_layers_are_what_the_urls_say(env: Env) -> None:
     for side, layer in ((env.overlay, env.fs.overlay), (env.static, env.fs.static)):
+        if isinstance(layer, FreshLayer):
+            layer = layer.inner
         assert isinstance(layer, LocalLayer if side.kind == "local" else FsspecLayer)
         if side.kind == "s3":
             assert layer.object_store
