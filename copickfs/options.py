@@ -55,6 +55,11 @@ class MountOptions(BaseModel):
     staging_dir: str | None = Field(None, min_length=1, description="where writes to a remote overlay are "
                                     "staged until uploaded (default: ~/.local/state/copickfs/staging, "
                                     "/var/lib/copickfs/staging as root); pending uploads are resumed from it")
+    upload_timeout: float = Field(60.0, ge=1, le=3600, allow_inf_nan=False,
+                                  description="seconds a request to a remote overlay may wait for an answer, "
+                                  "and an upload to (or download from) it may take plus one per MiB, before "
+                                  "it fails with EIO (a failed upload is kept and retried in the background); "
+                                  "1 to 3600")
     precomputed: bool = Field(True, description="serve every chunk of a precomputed pyramid under all four names")
     precomputed_layout: Literal["stored", "flat", "nested"] = Field(
         "stored", description="what listings inside precomputed pyramids show: one name per chunk")

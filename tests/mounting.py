@@ -37,17 +37,26 @@ def force_unmount(mountpoint: Path) -> None:
 
 
 @contextmanager
-def mounted(config: Path, mountpoint: Path, *options: str, timeout: float = 30) -> Iterator[int]:
-    """Mount in the foreground in a child process; yield its PID; always unmount and reap it."""
+def mounted(config: Path, mountpoint: Path, *options: str, timeout: float = 30,
+            output: Path | None = None) -> Iterator[int]:
+    """Mount in the foreground in a child process; yield its PID; always unmount and reap it.
+    Its stdout and stderr go to a pipe read only if the mount fails, or to the file ``output``
+    (appended to; use it for a chatty daemon: a full pipe would block it)."""
     argv = [sys.executable, "-m", "copickfs", "mount", "-f", str(config), str(mountpoint)]
     for opt in options:
         argv += ["-o", opt]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    sink = open(output, "ab") if output is not None else None
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=sink or subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+    finally:
+        if sink is not None:
+            sink.close()  # the child has its own copy
     try:
         deadline = time.monotonic() + timeout
         while not is_mounted(str(mountpoint)):
             if proc.poll() is not None:
-                out = proc.stdout.read().decode() if proc.stdout else ""
+                out = proc.stdout.read().decode() if proc.stdout else output.read_text()  # type: ignore[union-attr]
                 raise RuntimeError(f"mount failed ({proc.returncode}): {out}")
             if time.monotonic() > deadline:
                 raise RuntimeError("mount did not come up")

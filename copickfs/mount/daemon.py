@@ -17,12 +17,12 @@ log = logging.getLogger("copickfs.mount")
 
 def union_from_config(config: CopickConfig, options: MountOptions) -> UnionFileSystem:
     from ..storage.roots import open_union
-
     from ..storage.staging import default_staging_dir
 
     return open_union(config.overlay_root, config.static_root, config.overlay_fs_args,
                       config.static_fs_args, options.cache_dir, size_bytes(options.cache_size),
-                      options.staging_dir or default_staging_dir())
+                      options.staging_dir or default_staging_dir(), options.upload_timeout,
+                      overlay_ttl=options.entry_timeout)
 
 
 def fuse_options(config: CopickConfig, options: MountOptions) -> list[str]:
@@ -78,5 +78,8 @@ def _configure_logging(options: MountOptions) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if options.log:
         handlers.append(logging.FileHandler(options.log))
-    logging.basicConfig(level=logging.DEBUG if options.debug else logging.WARNING,
+    # ``debug`` is copickfs's own: other libraries stay at WARNING (botocore's debug log
+    # prints request headers, and with them the access key id of every signed request).
+    logging.basicConfig(level=logging.WARNING,
                         format="copickfs[%(process)d] %(levelname)s %(message)s", handlers=handlers, force=True)
+    logging.getLogger("copickfs").setLevel(logging.DEBUG if options.debug else logging.NOTSET)

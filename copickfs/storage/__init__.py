@@ -4,7 +4,8 @@ writes to a remote overlay, both served from local descriptors)."""
 
 from .blockcache import BlockCache, CachedFile, default_cache_dir
 from .cached import CachedLayer
+from .fresh import FreshLayer
 from .staging import StagedFile, StagedLayer, StagingArea, default_staging_dir, read_sidecars, staging_directory
 
-__all__ = ["BlockCache", "CachedFile", "CachedLayer", "StagedFile", "StagedLayer", "StagingArea",
+__all__ = ["BlockCache", "CachedFile", "CachedLayer", "FreshLayer", "StagedFile", "StagedLayer", "StagingArea",
            "default_cache_dir", "default_staging_dir", "read_sidecars", "staging_directory"]
