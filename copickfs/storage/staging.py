@@ -50,7 +50,7 @@ from urllib.parse import urlsplit
 import fsspec
 from fsspec.asyn import AsyncFileSystem
 
-from ..union.layers import Layer
+from ..union.layers import MODE_FLAGS, Layer
 from ..union.openfile import OpenFile
 from ..union.stat import Stat
 
@@ -835,16 +835,6 @@ class StagingArea:
 
 # ------------------------------------------------------------------------------ the layer
 
-_MODE_FLAGS = {
-    "r": os.O_RDONLY,
-    "r+": os.O_RDWR,
-    "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
-    "w+": os.O_RDWR | os.O_CREAT | os.O_TRUNC,
-    "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-    "a+": os.O_RDWR | os.O_CREAT | os.O_APPEND,
-    "x": os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-    "x+": os.O_RDWR | os.O_CREAT | os.O_EXCL,
-}
 
 
 class StagedIO(io.FileIO):
@@ -935,7 +925,7 @@ class StagedLayer(Layer):
         if how == "r":
             staged = self.area.lookup(self.url(path))
             return self.inner.open(path, mode) if staged is None else StagedIO(staged, "rb")
-        staged = self.open_staged(path, _MODE_FLAGS[how])
+        staged = self.open_staged(path, MODE_FLAGS[how])
         try:
             return StagedIO(staged, {"x": "w", "x+": "w+"}.get(how, how) + "b")
         except BaseException:

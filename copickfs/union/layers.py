@@ -297,26 +297,16 @@ class LocalLayer(Layer):
     # -------------------------------------------------------------- reading
 
     def stat(self, path: str) -> Stat | None:
-        try:
-            if not path:
-                return Stat.from_os(os.stat(self._root_fd))
-            return Stat.from_os(self._at(path, os.stat, follow_symlinks=False))
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as e:
-            if e.errno in ESCAPES:
-                return None
-            raise
+        if not path:
+            root = _missing_is_none(os.stat, self._root_fd)
+            return None if root is None else Stat.from_os(root)
+        found = _missing_is_none(self._at, path, os.stat, follow_symlinks=False)
+        return None if found is None else Stat.from_os(found)
 
     def listdir(self, path: str) -> dict[str, int] | None:
-        try:
-            fd = open_beneath(self._root_fd, path, os.O_RDONLY | os.O_DIRECTORY)
-        except (FileNotFoundError, NotADirectoryError):
+        fd = self.open_dir(path)
+        if fd is None:
             return None
-        except OSError as e:
-            if e.errno in ESCAPES:
-                return None
-            raise
         try:
             with os.scandir(fd) as entries:
                 return {e.name: _kind_of(e) for e in entries}
@@ -324,14 +314,7 @@ class LocalLayer(Layer):
             os.close(fd)
 
     def open_dir(self, path: str) -> int | None:
-        try:
-            return open_beneath(self._root_fd, path, os.O_RDONLY | os.O_DIRECTORY)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as e:
-            if e.errno in ESCAPES:
-                return None
-            raise
+        return _missing_is_none(lambda: open_beneath(self._root_fd, path, os.O_RDONLY | os.O_DIRECTORY))
 
     def listdir_at(self, fd: int) -> dict[str, int]:
         with os.scandir(fd) as entries:  # a duplicate of fd, rewound: every listing is whole
@@ -344,7 +327,7 @@ class LocalLayer(Layer):
             return None
 
     def open(self, path: str, mode: str) -> IO[bytes]:
-        flags = _MODE_FLAGS[mode.replace("b", "").replace("t", "")]
+        flags = MODE_FLAGS[mode.replace("b", "").replace("t", "")]
         fd = open_beneath(self._root_fd, path, flags | os.O_NONBLOCK, 0o666)
         try:
             os.set_blocking(fd, True)
@@ -438,7 +421,8 @@ class LocalLayer(Layer):
             os.close(fd)
 
 
-_MODE_FLAGS = {
+#: open(2) flags of each Python file mode (binary and text alike).
+MODE_FLAGS = {
     "r": os.O_RDONLY,
     "r+": os.O_RDWR,
     "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
@@ -673,6 +657,19 @@ class FsspecLayer(Layer):
 
     def mknod(self, path: str, mode: int, device: int = 0) -> None:
         raise OSError(errno.EPERM, "storage keeps no special files", path)
+
+
+def _missing_is_none(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call(...)``, or None where nothing is there: missing, below a non-directory, or
+    behind a symlink or ".." that resolving beneath the root refuses."""
+    try:
+        return call(*args, **kwargs)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        if e.errno in ESCAPES:
+            return None
+        raise
 
 
 def _kind_of(entry: os.DirEntry[str]) -> int:
