@@ -138,3 +138,29 @@ def test_s3_overlay_writes_are_uploaded_on_close(s3: S3Server, s3_overlay) -> No
     assert fs.cat(f"{bucket}/overlay/renamed.txt") == b"hELlo"
     assert not fs.exists(f"{bucket}/overlay/new.txt")
     assert not [p for p in staging.rglob("*.json")], "nothing left pending"
+
+
+def test_both_roots_on_s3(s3: S3Server, tmp_path: Path) -> None:
+    bucket = s3.new_bucket()
+    fs = s3.filesystem()
+    fs.pipe({f"{bucket}/static/file.txt": b"static file\n", f"{bucket}/static/dir/a.txt": b"a" * 100})
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({
+        "config_type": "filesystem", "overlay_root": f"s3://{bucket}/overlay",
+        "static_root": f"s3://{bucket}/static", "overlay_fs_args": s3.options(), "static_fs_args": s3.options(),
+        "copickfs": {"staging_dir": str(tmp_path / "staging"), "cache_dir": str(tmp_path / "cache")}}))
+    before = {k: fs.info(k)["ETag"] for k in fs.find(f"{bucket}/static")}
+    with mounted(config, mnt):
+        with open(mnt / "file.txt", "ab") as f:  # copy-up from S3 static to the S3 overlay
+            f.write(b"more\n")
+        assert (mnt / "file.txt").read_bytes() == b"static file\nmore\n"
+        os.mkdir(mnt / "empty")
+        os.unlink(mnt / "dir" / "a.txt")
+        assert sorted(os.listdir(mnt)) == ["dir", "empty", "file.txt"] and os.listdir(mnt / "dir") == []
+    assert fs.cat(f"{bucket}/overlay/file.txt") == b"static file\nmore\n"
+    assert fs.exists(f"{bucket}/overlay/dir/.wh.a.txt")
+    assert {k: fs.info(k)["ETag"] for k in fs.find(f"{bucket}/static")} == before
+    with mounted(config, mnt):  # the empty directory persists (a marker object)
+        assert sorted(os.listdir(mnt)) == ["dir", "empty", "file.txt"]
