@@ -298,7 +298,7 @@ class LocalLayer(Layer):
 
     def stat(self, path: str) -> Stat | None:
         if not path:
-            root = _missing_is_none(os.stat, self._root_fd)
+            root = _missing_is_none(lambda: os.stat(self._root_fd))
             return None if root is None else Stat.from_os(root)
         found = _missing_is_none(self._at, path, os.stat, follow_symlinks=False)
         return None if found is None else Stat.from_os(found)
