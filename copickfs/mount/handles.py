@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import itertools
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -39,9 +38,7 @@ class Handle:
         return None if self.opened is None else self.opened.fd
 
     def read(self, size: int, offset: int) -> bytes:
-        if self.opened is not None:
-            self.opened.ensure(offset, size)
-            return os.pread(self.opened.fd, size, offset)
+        """Bytes of a ``file`` handle (descriptor handles are read by libfuse itself)."""
         assert self.file is not None
         with self.lock:  # file objects share one position
             self.file.seek(offset)

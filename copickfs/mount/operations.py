@@ -382,12 +382,10 @@ class UnionHandler:
         return handle.read(size, offset)
 
     def write_fd(self, ino: int, fh: int) -> int | None:
+        """The descriptor writes are copied into; None (the dispatcher answers EBADF) for a
+        handle not opened for writing."""
         handle = self.handles.get(fh)
         return handle.fd if handle.writable else None
-
-    @translated
-    def write(self, ino: int, fh: int, offset: int, data: bytes) -> int:
-        raise OSError(errno.EBADF, "not open for writing")
 
     @translated
     def flush(self, ino: int, fh: int) -> None:

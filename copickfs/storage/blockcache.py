@@ -54,9 +54,10 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import fsspec
+
+from .files import read_json_object, safe_url, unlink_quietly
 
 MiB = 1 << 20
 FORMAT = 1
@@ -75,16 +76,6 @@ def default_cache_dir() -> str:
     if not os.path.isabs(base):  # XDG: a relative value is to be ignored
         base = os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "copickfs")
-
-
-def safe_url(url: str) -> str:
-    """``url`` as it may appear in messages and sidecars: no user info; http(s) URLs also
-    lose their query (pre-signed signatures). Object keys may contain '?', so others keep it."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    if parts.scheme in ("http", "https"):
-        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    return urlunsplit(parts._replace(netloc=netloc)) if parts.netloc else url
 
 
 def _namespace(fs: fsspec.AbstractFileSystem) -> str:
@@ -112,23 +103,6 @@ def _boot_id() -> str:
 
 # ---------------------------------------------------------------- small file helpers
 
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _read_json(path: str) -> dict[str, Any] | None:
-    """A sidecar's content; None when missing or unreadable (then nothing counts as present)."""
-    try:
-        with open(path, "rb") as f:
-            value = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _replace_file(path: str, text: str) -> None:
     """Write-then-rename, so a crash leaves the old file or the new one, never half of one."""
     temp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
@@ -138,7 +112,7 @@ def _replace_file(path: str, text: str) -> None:
             f.write(text)
         os.replace(temp, path)
     except BaseException:
-        _unlink(temp)
+        unlink_quietly(temp)
         raise
 
 
@@ -241,7 +215,7 @@ class _Entry:
             return [b for b in range(first, last + 1) if not self.bits >> b & 1]
 
     def disk_bits(self) -> int:
-        return bits_of(_read_json(self.meta_path), self.size, self.block_size)[0]
+        return bits_of(read_json_object(self.meta_path), self.size, self.block_size)[0]
 
     def sidecar(self) -> str:
         return json.dumps({"format": FORMAT, "url": self.url, "size": self.size,
@@ -385,7 +359,7 @@ class BlockCache:
             pass  # another user remains: it syncs when it stops
         else:
             _syncfs(self._dir_fd)
-            _unlink(os.path.join(self.directory, "boot"))
+            unlink_quietly(os.path.join(self.directory, "boot"))
         os.close(self._dir_fd)
 
     def __enter__(self) -> BlockCache:
@@ -436,7 +410,7 @@ class BlockCache:
                 stem, _, kind = name.rpartition(".")
                 twin = {"data": stem + ".meta", "meta": stem + ".data"}.get(kind)
                 if twin is None or twin not in names:  # temp files, halves of entries
-                    _unlink(os.path.join(sub, name))
+                    unlink_quietly(os.path.join(sub, name))
 
     def _scan(self) -> None:
         """Index the entries on disk, least recently used first."""
@@ -449,7 +423,7 @@ class BlockCache:
                     mtime = item.stat().st_mtime_ns
                 except FileNotFoundError:
                     continue
-                meta = _read_json(item.path)
+                meta = read_json_object(item.path)
                 size = meta.get("size") if meta else None
                 if meta and meta.get("format") == FORMAT and isinstance(size, int):
                     bits, block = bits_of(meta, size, self.block_size)
@@ -483,11 +457,11 @@ class BlockCache:
         fd = _open_locked(paths[0])
         try:
             if os.fstat(fd).st_size != size:  # a new data file: no sidecar may speak for it
-                _unlink(paths[1])
+                unlink_quietly(paths[1])
                 os.ftruncate(fd, size)
                 bits, block = 0, self.block_size
             else:
-                bits, block = bits_of(_read_json(paths[1]), size, self.block_size)
+                bits, block = bits_of(read_json_object(paths[1]), size, self.block_size)
         except BaseException:
             os.close(fd)
             raise
@@ -541,15 +515,15 @@ class BlockCache:
         try:
             fd = os.open(data, os.O_RDONLY | _O_FLAGS)
         except FileNotFoundError:
-            _unlink(meta)
+            unlink_quietly(meta)
             return True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
         else:
-            _unlink(meta)
-            _unlink(data)
+            unlink_quietly(meta)
+            unlink_quietly(data)
             return True
         finally:
             os.close(fd)

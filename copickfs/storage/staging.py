@@ -53,6 +53,7 @@ from fsspec.asyn import AsyncFileSystem
 from ..union.layers import MODE_FLAGS, Layer
 from ..union.openfile import OpenFile
 from ..union.stat import Stat
+from .files import read_json_object, safe_url, unlink_quietly
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def default_staging_dir() -> str:
 def staging_directory(base: str, overlay_url: str) -> str:
     """The staging area of one overlay under ``base``: named by a hash of its URL without
     user info, so changed credentials find the same pending uploads."""
-    return os.path.join(base, hashlib.sha256(_safe_url(overlay_url).encode()).hexdigest()[:32])
+    return os.path.join(base, hashlib.sha256(safe_url(overlay_url).encode()).hexdigest()[:32])
 
 
 def read_sidecars(directory: str) -> list[dict[str, Any]]:
@@ -196,7 +197,7 @@ class StagedFile(OpenFile):
         """Upload the copy if it changed; EIO (the copy kept, retried in the background) if
         that fails."""
         if self.closed:
-            raise OSError(errno.EBADF, "staged file is closed", _safe_url(self.url))
+            raise OSError(errno.EBADF, "staged file is closed", safe_url(self.url))
         self._area._flush_entry(self._entry)
 
     def close(self, upload: bool = True) -> None:
@@ -219,7 +220,7 @@ class StagedFile(OpenFile):
         self.close()
 
     def __repr__(self) -> str:
-        return f"<StagedFile {_safe_url(self.url)} fd={self.fd}>"
+        return f"<StagedFile {safe_url(self.url)} fd={self.fd}>"
 
 
 class StagingArea:
@@ -350,7 +351,7 @@ class StagingArea:
             except FileNotFoundError:
                 raise
             except Exception as e:
-                raise OSError(errno.EIO, f"download of {_safe_url(entry.url)} failed: "
+                raise OSError(errno.EIO, f"download of {safe_url(entry.url)} failed: "
                               f"{_describe(e, entry.fs, self._limit(size))}") from None
         entry.fd = os.open(entry.data, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         os.fchmod(entry.fd, 0o600)
@@ -369,7 +370,7 @@ class StagingArea:
             entry.failed = True
             entry.refcount = 0
         for path in (entry.sidecar, entry.data):
-            _unlink(path)
+            unlink_quietly(path)
         if entry.fd >= 0:
             os.close(entry.fd)
             entry.fd = -1
@@ -432,7 +433,7 @@ class StagingArea:
                            **self._put_options(entry.fs, entry.url))
         except Exception as e:
             message = _describe(e, entry.fs, self._limit(size))
-            log.warning("upload of %s failed (kept, will retry): %s", _safe_url(entry.url), message)
+            log.warning("upload of %s failed (kept, will retry): %s", safe_url(entry.url), message)
             with self._lock:
                 entry.attempts += 1
                 entry.last_error = message
@@ -442,8 +443,8 @@ class StagingArea:
                 os.fsync(entry.fd)  # the copy is the only one now: survive a power loss too
                 self._write_sidecar(entry)
             except OSError as e2:
-                log.error("cannot record pending upload of %s: %s", _safe_url(entry.url), e2)
-            raise OSError(errno.EIO, f"upload of {_safe_url(entry.url)} failed: {message}") from None
+                log.error("cannot record pending upload of %s: %s", safe_url(entry.url), e2)
+            raise OSError(errno.EIO, f"upload of {safe_url(entry.url)} failed: {message}") from None
         with self._lock:
             entry.uploaded = max(entry.uploaded, generation)
             entry.clean_sig = sig
@@ -466,7 +467,7 @@ class StagingArea:
                 entry.attempts = 0
             if clean and entry.refcount == 0 and self._entries.get(entry.url) is entry:
                 del self._entries[entry.url]
-                _unlink(entry.sidecar)  # before anyone may stage this URL anew
+                unlink_quietly(entry.sidecar)  # before anyone may stage this URL anew
                 entry.dropped = True
                 fd, entry.fd = entry.fd, -1
             else:
@@ -474,7 +475,7 @@ class StagingArea:
                 if not clean and entry.refcount == 0 and entry.next_attempt is None:
                     self._schedule(entry, DEFER)
         if fd >= 0:
-            _unlink(entry.data)
+            unlink_quietly(entry.data)
             os.close(fd)
             self._sync_dir()
         else:
@@ -530,7 +531,7 @@ class StagingArea:
                     except OSError:
                         continue  # rescheduled with a longer delay
                     except Exception:
-                        log.exception("staging: unexpected error uploading %s", _safe_url(entry.url))
+                        log.exception("staging: unexpected error uploading %s", safe_url(entry.url))
                         with self._lock:
                             self._schedule(entry, self.retry_interval)
                         continue
@@ -554,13 +555,13 @@ class StagingArea:
             if self._entries.get(entry.url) is not entry or entry.failed:
                 return False
             del self._entries[entry.url]
-            _unlink(entry.sidecar)  # first: a crash never resurrects a removed file
+            unlink_quietly(entry.sidecar)  # first: a crash never resurrects a removed file
             entry.dropped = True
             entry.next_attempt = None
             if entry.refcount == 0 and entry.fd >= 0:
                 os.close(entry.fd)
                 entry.fd = -1
-        _unlink(entry.data)
+        unlink_quietly(entry.data)
         self._sync_dir()
         return True
 
@@ -629,7 +630,7 @@ class StagingArea:
         for name in names:
             path = os.path.join(self.directory, name)
             if name.endswith(".tmp"):
-                _unlink(path)  # a sidecar write a crash interrupted: the old one stands
+                unlink_quietly(path)  # a sidecar write a crash interrupted: the old one stands
             elif name.endswith(".json"):
                 doc = _load_sidecar(path)
                 if doc is None:
@@ -646,7 +647,7 @@ class StagingArea:
                 continue
             if doc["url"] in live_urls:  # opened before recovery: keep both for the next one
                 log.error("staging: %s was opened before its staged copy was recovered",
-                          _safe_url(doc["url"]))
+                          safe_url(doc["url"]))
                 kept_ids.add(ident)
                 continue
             entry = self._take_over(fs, ident, doc)
@@ -656,7 +657,7 @@ class StagingArea:
         for name in names:  # data without a sidecar: a copy that was never handed out
             if name.endswith(".data") and name[:-5] not in kept_ids:
                 if not os.path.exists(os.path.join(self.directory, name[:-5] + ".json")):
-                    _unlink(os.path.join(self.directory, name))
+                    unlink_quietly(os.path.join(self.directory, name))
         self._sync_dir()
         for entry in taken:
             if wait:
@@ -683,8 +684,8 @@ class StagingArea:
         if duplicate or fd < 0:  # an older sidecar of a URL (a newer one was taken), or no data
             if fd >= 0:
                 os.close(fd)
-            _unlink(entry.sidecar)
-            _unlink(entry.data)
+            unlink_quietly(entry.sidecar)
+            unlink_quietly(entry.data)
             return None
         entry.fd = fd
         entry.refcount = 0
@@ -696,8 +697,8 @@ class StagingArea:
         st = os.fstat(fd)
         if clean is not None and tuple(clean) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
             os.close(fd)  # unchanged since it matched the object: nothing to upload
-            _unlink(entry.sidecar)
-            _unlink(entry.data)
+            unlink_quietly(entry.sidecar)
+            unlink_quietly(entry.data)
             return None
         with self._lock:
             entry.uploaded = -1  # dirty: upload what the copy holds
@@ -713,7 +714,7 @@ class StagingArea:
                 if entry.dropped or entry.fd < 0:
                     continue
                 if entry.state == PENDING or (entry.refcount == 0 and entry.next_attempt is not None):
-                    out.append({"url": _safe_url(entry.url), "size": os.fstat(entry.fd).st_size,
+                    out.append({"url": safe_url(entry.url), "size": os.fstat(entry.fd).st_size,
                                 "attempts": entry.attempts, "last_error": entry.last_error,
                                 "state": entry.state, "open": entry.refcount > 0})
         return sorted(out, key=lambda d: d["url"])
@@ -1104,32 +1105,11 @@ def _reopen(fd: int, flags: int) -> int:
     return os.open(f"/proc/self/fd/{fd}", flags | os.O_CLOEXEC)
 
 
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 def _load_sidecar(path: str) -> dict[str, Any] | None:
-    try:
-        with open(path, "rb") as f:
-            doc = json.loads(f.read())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("url"), str):
+    doc = read_json_object(path)
+    if doc is None or doc.get("format") != FORMAT or not isinstance(doc.get("url"), str):
         return None
     return doc
-
-
-def _safe_url(url: str) -> str:
-    """``url`` without user info (for names, sidecars and messages)."""
-    if "://" not in url:
-        return url
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    query = "" if parts.scheme in ("http", "https") else parts.query
-    return parts._replace(netloc=netloc, query=query).geturl()
 
 
 def _check_url(url: str) -> None:
