@@ -154,6 +154,26 @@ def unmount(mountpoint: str) -> None:
 
 
 @main.command()
+@click.argument("mountpoint", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the daemon's report as JSON.")
+def status(mountpoint: str, as_json: bool) -> None:
+    """Show what the mount at MOUNTPOINT is doing: its layers, cache, pending uploads, counters.
+
+    The daemon answers through MOUNTPOINT/.wh..wh.status, readable by the mount's owner and root.
+    """
+    import json
+
+    from .mount.runner import read_status
+    from .mount.status import format_text
+
+    try:
+        report = read_status(mountpoint)
+    except MountError as e:
+        _fail(e)
+    click.echo(json.dumps(report, indent=2) if as_json else format_text(report))
+
+
+@main.command()
 @click.argument("config", type=click.Path())
 def info(config: str) -> None:
     """Show the copick project of CONFIG as a tree, each entry marked static or overlay."""

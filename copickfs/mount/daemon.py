@@ -36,8 +36,10 @@ def fuse_options(config: CopickConfig, options: MountOptions) -> list[str]:
 
 def run_foreground(config: CopickConfig, mountpoint: str, options: MountOptions) -> None:
     """Serve the mount until it is unmounted or the process gets SIGINT/SIGTERM."""
+    from ..storage.roots import describe_union
     from .operations import UnionHandler  # loads libfuse3
     from .session import FuseSession
+    from .status import StatusReport
 
     _configure_logging(options)
     os.umask(0)  # modes are the callers' (the kernel applied their umask); ours must not leak
@@ -47,7 +49,8 @@ def run_foreground(config: CopickConfig, mountpoint: str, options: MountOptions)
         log.warning("removed %d temporary file(s) of copy-ups a crash interrupted", cleared)
     threading.Thread(target=_remove_leftovers, args=(union,), name="copickfs-leftovers", daemon=True).start()
     source = PrecomputedView(union, options.precomputed_layout) if options.precomputed else union
-    handler = UnionHandler(source, options, mountpoint)
+    status = StatusReport(mountpoint, config, options, lambda: describe_union(union))
+    handler = UnionHandler(source, options, mountpoint, status)
     session = FuseSession(handler, mountpoint, fuse_options(config, options), threads=options.threads,
                           debug=options.debug)
     handler.session = session

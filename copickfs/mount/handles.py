@@ -77,6 +77,12 @@ class HandleTable:
         with self._lock:
             return self._handles.pop(number, None)
 
+    def counts(self) -> dict[str, int]:
+        """Open files and directories, for ``copickfs status``."""
+        with self._lock:
+            directories = sum(1 for h in self._handles.values() if h.directory is not None)
+            return {"files": len(self._handles) - directories, "directories": directories}
+
     def close_all(self) -> None:
         with self._lock:
             handles, self._handles = list(self._handles.values()), {}

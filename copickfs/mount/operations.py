@@ -15,6 +15,7 @@ their names, attributes and listings for ``static_timeout`` seconds; overlay ent
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import stat as S
@@ -35,12 +36,14 @@ from .errnos import translated
 from .handles import Handle, HandleTable
 from .inodes import InodeTable
 from .mountinfo import set_read_ahead
+from .status import STATUS_INO, STATUS_NAME, StatusReport
 
 log = logging.getLogger("copickfs.mount")
 
 MiB = 1 << 20
 RENAME_NOREPLACE = 1
 UNKNOWN_INO = 0xFFFFFFFF  # d_ino of a plain READDIR entry the kernel has not looked up
+ROOT_INO = 1
 
 
 class Attr:
@@ -60,15 +63,30 @@ def _name(raw: bytes) -> str:
     return os.fsdecode(raw)
 
 
+_STATUS_NAME = os.fsencode(STATUS_NAME)
+
+
+def _not_status(parent: int, name: bytes) -> None:
+    """The control file's name is the daemon's: it is neither removed nor replaced."""
+    if parent == ROOT_INO and name == _STATUS_NAME:
+        raise OSError(errno.EPERM, "the status file is the daemon's")
+
+
 class UnionHandler:
     """The low-level request handler (see `lowlevel.FuseSession` for the contract)."""
 
-    def __init__(self, union: UnionFileSystem | PrecomputedView, options: MountOptions, mountpoint: str) -> None:
+    def __init__(self, union: UnionFileSystem | PrecomputedView, options: MountOptions, mountpoint: str,
+                 status: StatusReport | None = None) -> None:
         self.union = union  # the union, or the precomputed view over it: the same methods
         self.options = options
         self.mountpoint = mountpoint
         self.handles = HandleTable()
         self.inodes = InodeTable(options.max_inodes)
+        self.status = status or StatusReport(mountpoint, None, options)
+        self.status.open_files = self.handles.counts
+        self.status.inodes = lambda: len(self.inodes)
+        self.counters = self.status.counters  # counted by the session's dispatcher
+        self._status_attr = self._make_status_attr()
         self.session: Any = None  # set by the runner; used for cache invalidations
         self._as_root = os.geteuid() == 0
         self._stop = threading.Event()
@@ -122,12 +140,15 @@ class UnionHandler:
 
     @translated
     def lookup(self, parent: int, name: bytes) -> lowlevel.Entry:
+        if parent == ROOT_INO and name == _STATUS_NAME:
+            return lowlevel.Entry(STATUS_INO, self._status_attr, 0.0, 0.0)
         path = self.inodes.child(parent, _name(name))
         st, layer = self.union.stat_entry(path)
         return self._entry(path, st, layer)
 
     def forget(self, ino: int, nlookup: int) -> None:
-        self.inodes.forget(ino, nlookup)
+        if ino != STATUS_INO:
+            self.inodes.forget(ino, nlookup)
 
     def _stat(self, ino: int) -> tuple[Stat, str]:
         node = self.inodes.node(ino)
@@ -144,11 +165,15 @@ class UnionHandler:
 
     @translated
     def getattr(self, ino: int, fh: int | None) -> tuple[Attr, float]:
+        if ino == STATUS_INO:
+            return self._status_attr, 0.0
         st, layer = self._stat(ino)
         return Attr(ino, st), self._timeout(layer)[1]
 
     @translated
     def setattr(self, ino: int, changes: dict[str, Any], fh: int | None) -> tuple[Attr, float]:
+        if ino == STATUS_INO:
+            raise OSError(errno.EPERM, "the status file cannot be changed")
         path, fd = self._target(ino, fh)
         if "size" in changes:
             if fd is not None:
@@ -236,12 +261,14 @@ class UnionHandler:
 
     @translated
     def unlink(self, parent: int, name: bytes) -> None:
+        _not_status(parent, name)
         path = self.inodes.child(parent, _name(name))
         self.union.unlink(path)
         self.inodes.removed(path)
 
     @translated
     def rmdir(self, parent: int, name: bytes) -> None:
+        _not_status(parent, name)
         path = self.inodes.child(parent, _name(name))
         self.union.rmdir(path)
         self.inodes.removed(path)
@@ -250,6 +277,8 @@ class UnionHandler:
     def rename(self, parent: int, name: bytes, newparent: int, newname: bytes, flags: int) -> None:
         if flags & ~RENAME_NOREPLACE:
             raise OSError(errno.EINVAL, "RENAME_EXCHANGE and RENAME_WHITEOUT are not supported")
+        _not_status(parent, name)
+        _not_status(newparent, newname)
         src = self.inodes.child(parent, _name(name))
         dst = self.inodes.child(newparent, _name(newname))
         self.union.posix_rename(src, dst, replace=not flags & RENAME_NOREPLACE)
@@ -342,6 +371,8 @@ class UnionHandler:
 
     @translated
     def open(self, ino: int, flags: int) -> lowlevel.Opened:
+        if ino == STATUS_INO:
+            return self._open_status(flags)
         path = self.inodes.path(ino)
         writable = flags & os.O_ACCMODE != os.O_RDONLY
         opened = self.union.open_file(path, self._descriptor_flags(flags))
@@ -406,6 +437,25 @@ class UnionHandler:
         if handle is not None:
             self.inodes.closed(ino, handle.fd)
             handle.close()
+
+    # ------------------------------------------------------------ the status file
+
+    def _make_status_attr(self) -> Attr:
+        """Owned by the daemon's user, readable by it alone; size 0, read with direct I/O
+        (like /proc files: the content is made at open)."""
+        now = int(self.status.started * 1e9)
+        st = Stat(mode=S.S_IFREG | 0o400, size=0, mtime_ns=now, atime_ns=now, ctime_ns=now,
+                  uid=os.geteuid(), gid=os.getegid())
+        return Attr(STATUS_INO, st)
+
+    def _open_status(self, flags: int) -> lowlevel.Opened:
+        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
+            raise OSError(errno.EACCES, "the status file is read-only")
+        uid = caller()[0]
+        if uid not in (0, os.geteuid()):  # default_permissions checks too; this holds without it
+            raise OSError(errno.EACCES, "the status is for the mount's owner")
+        handle = Handle(STATUS_NAME, file=io.BytesIO(self.status.render()), ino=STATUS_INO)
+        return lowlevel.Opened(self.handles.add(handle), direct_io=True)
 
     # ------------------------------------------------------------ ownership
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -15,6 +16,7 @@ from ..config import CopickConfig
 from ..options import MountOptions
 from .mountinfo import COPICKFS_TYPE, mount_type
 from .preflight import MountError
+from .status import STATUS_NAME
 
 log = logging.getLogger("copickfs.mount")
 
@@ -92,6 +94,25 @@ def unmount(mountpoint: str, quiet: bool = False) -> None:
         result = lazy
     message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "fusermount3 failed"
     raise MountError(f"cannot unmount {mountpoint}: {message.removeprefix('fusermount3: ')}")
+
+
+def read_status(mountpoint: str) -> dict[str, Any]:
+    """The running daemon's status report (see `status`), read from its control file."""
+    path = _resolved(mountpoint)
+    kind = mount_type(path)
+    if kind is None:
+        raise MountError(f"{mountpoint} is not mounted")
+    if kind != COPICKFS_TYPE:
+        raise MountError(f"{mountpoint}: not a copickfs mount (its filesystem type is {kind})")
+    try:
+        with open(os.path.join(path, STATUS_NAME), "rb") as f:
+            return json.loads(f.read())
+    except PermissionError:
+        raise MountError(f"{mountpoint}: the status is readable by the mount's owner and root only") from None
+    except OSError as e:
+        raise MountError(f"{mountpoint}: cannot read the status: {e.strerror or e}") from None
+    except ValueError as e:
+        raise MountError(f"{mountpoint}: the daemon's status is not JSON ({e})") from None
 
 
 def _resolved(mountpoint: str) -> str:

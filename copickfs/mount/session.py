@@ -225,9 +225,14 @@ def build_callbacks(handler: Any, session: FuseSession | None = None) -> dict[st
     if forget_one is None and h_forget_multi is not None:
         forget_one = lambda ino, n: h_forget_multi([(ino, n)])
 
+    counters = getattr(handler, "counters", None)  # request(op), failure(op, errno): for status
+
     def fail(req: int, exc: BaseException, op: str) -> None:
         t.req = None
-        fuse_reply_err(req, _errno(exc, op))
+        code = _errno(exc, op)
+        if counters is not None:
+            counters.failure(op, code)
+        fuse_reply_err(req, code)
 
     # ------------------------------------------------------------ lifecycle
     h_init, plus_only = h.get("init"), "readdirplus" in h and "readdir" not in h
@@ -541,7 +546,18 @@ def build_callbacks(handler: Any, session: FuseSession | None = None) -> dict[st
             fuse_reply_buf(req, t.daddr, pos)
         cbs["readdirplus"] = readdirplus
 
+    if counters is not None:
+        for op, fn in list(cbs.items()):
+            if op not in ("init", "destroy"):
+                cbs[op] = _counted(op, fn, counters.request)
     return cbs
+
+
+def _counted(op: str, fn: Callable[..., None], count: Callable[[str], None]) -> Callable[..., None]:
+    def cb(*args: Any) -> None:
+        count(op)
+        fn(*args)
+    return cb
 
 
 def _dirbuf(size: int) -> int:

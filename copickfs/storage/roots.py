@@ -15,6 +15,7 @@ from typing import Any
 from ..union import UnionFileSystem
 from ..union.layers import FsspecLayer, Layer, open_layer
 from .blockcache import BlockCache, default_cache_dir
+from .files import safe_url
 from .cached import CachedLayer
 from .fresh import FreshLayer
 from .staging import StagedLayer, StagingArea, default_staging_dir, staging_directory
@@ -92,3 +93,24 @@ def close_union(union: UnionFileSystem) -> int:
     """Last uploads of a staged overlay at shutdown; how many are still owed (kept on disk)."""
     area = getattr(union.overlay, "area", None)
     return area.close_all() if isinstance(area, StagingArea) else 0
+
+
+def describe_union(union: UnionFileSystem) -> dict[str, Any]:
+    """What each layer is and what its local storage holds, for ``copickfs status``: URLs
+    without credentials, the block cache's use and counters, the uploads still owed."""
+    return {"overlay": _describe_layer(union.overlay), "static": _describe_layer(union.static)}
+
+
+def _describe_layer(layer: Layer | None) -> dict[str, Any] | None:
+    if layer is None:
+        return None
+    url = layer.root if layer.is_local else layer.fs.unstrip_protocol(layer.root)
+    out: dict[str, Any] = {"url": safe_url(url), "local": bool(layer.is_local)}
+    cache = getattr(layer, "cache", None)
+    if isinstance(cache, BlockCache):
+        out["cache"] = cache.stats()
+    area = getattr(layer, "area", None)
+    if isinstance(area, StagingArea):
+        pending = [{**item, "url": safe_url(layer.fs.unstrip_protocol(item["url"]))} for item in area.pending()]
+        out["staging"] = {"directory": area.directory, "pending_uploads": pending}
+    return out
