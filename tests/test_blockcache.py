@@ -159,9 +159,11 @@ def test_random_reads_across_blocks_equal_the_object(caches, counting, bucket, s
     direct = s3.filesystem().cat_file(url(bucket, "big.bin"), start=5 * MiB - 7, end=5 * MiB + 7)
     with cache.open(counting, url(bucket, "big.bin"), BIG, "v1") as f:
         assert read(f, 5 * MiB - 7, 14) == direct
-    gets = counting.gets()
-    assert len(gets) == len(set(gets)) <= -(-BIG // MiB)  # each block at most once
-    assert all(end - start <= MiB for start, end in gets)
+    gets = sorted(counting.gets())
+    assert all(end <= start2 for (_, end), (start2, _) in zip(gets, gets[1:]))  # each block at most once
+    per_get = cache.blocks_per_get * MiB  # contiguous missing blocks go out together, up to this
+    assert all(start % MiB == 0 and (end - start <= per_get) and (end % MiB == 0 or end == BIG)
+               for start, end in gets), gets
 
 
 def test_concurrent_readers_of_one_block_fetch_it_once(caches, s3, bucket):
@@ -192,10 +194,25 @@ def test_sequential_reads_trigger_read_ahead(caches, counting, bucket):
     with open_obj(cache, counting, bucket, "big.bin") as f:
         assert read(f, 0, 10) == body[:10]
         assert read(f, MiB, 10) == body[MiB:MiB + 10]
-        wait_for(lambda: f.present(2 * MiB, 3 * MiB))  # blocks 2, 3, 4 without asking
-        assert sorted(counting.gets()) == [(b * MiB, (b + 1) * MiB) for b in range(5)]
+        wait_for(lambda: f.present(2 * MiB, 3 * MiB))  # blocks 2, 3, 4 without asking, in one GET
+        assert sorted(counting.gets()) == [(0, MiB), (MiB, 2 * MiB), (2 * MiB, 5 * MiB)]
         assert not f.present(5 * MiB, 1)
         assert os.pread(f.fd, 100, 4 * MiB) == body[4 * MiB:4 * MiB + 100]
+        assert read(f, 2 * MiB, 10) == body[2 * MiB:2 * MiB + 10]  # still sequential: the window doubles
+        wait_for(lambda: f.present(3 * MiB, 6 * MiB))  # blocks 3..8: 5..8 fetched, in runs of 4
+        assert sorted(counting.gets())[3:] == [(5 * MiB, 9 * MiB)]
+
+
+def test_a_random_read_resets_the_read_ahead_window(caches, counting, bucket):
+    cache = caches(readahead_blocks=1, blocks_per_get=1)
+    with open_obj(cache, counting, bucket, "big.bin") as f:
+        for block in range(3):
+            read(f, block * MiB, 10)
+        assert f.window == 4  # 1, 2, 4
+        read(f, 10 * MiB, 10)  # a jump: no read-ahead, the window starts again
+        assert f.window == 1
+        wait_for(lambda: f.present(3 * MiB, 2 * MiB))  # blocks 3 and 4: the sequential reads earned them
+        assert not f.present(11 * MiB, 1)
 
 
 def test_eviction_keeps_the_bound_and_drops_the_least_recently_used(caches, counting, bucket):

@@ -352,3 +352,47 @@ def test_messages_carry_no_secrets(fs: Any, area: StagingArea) -> None:
     assert KEY not in text and SECRET not in text
     with pytest.raises(ValueError):
         area.open(fs, "s3://user:pw@bucket/key", os.O_RDWR, None)
+
+
+KILLED_WRITER = textwrap.dedent("""
+    import os, sys
+    import s3fs
+    from copickfs.storage.staging import StagingArea
+
+    directory, endpoint, bucket, key, secret = sys.argv[1:]
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, endpoint_url=endpoint, key=key, secret=secret,
+                           client_kwargs={"region_name": "us-east-1"})
+    area = StagingArea(directory, timeout=5)
+    f = area.open(fs, f"{bucket}/big.bin", os.O_RDWR | os.O_CREAT, None)
+    os.write(f.fd, b"staged, never uploaded")
+    print("written", flush=True)
+    sys.stdin.readline()  # killed meanwhile
+""")
+
+
+def _uploads(fs: Any, bucket: str) -> list[str]:
+    return sorted(u["Key"] for u in fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", []))
+
+
+def test_recovery_aborts_the_multipart_upload_a_crash_left(s3: S3Server, fs: Any, bucket: str,
+                                                             tmp_path: Path) -> None:
+    directory = str(tmp_path / "staging")
+    child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, directory, s3.endpoint, bucket, KEY, SECRET],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "written"
+        # what a daemon killed in the middle of a multipart upload of big.bin leaves behind,
+        # beside another key's upload that is none of this area's business
+        for key in ("big.bin", "big.bin.other"):
+            mpu = fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key)
+            fs.call_s3("upload_part", Bucket=bucket, Key=key, UploadId=mpu["UploadId"], PartNumber=1,
+                       Body=b"x" * (5 << 20))
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    assert _uploads(fs, bucket) == ["big.bin", "big.bin.other"]
+    with StagingArea(directory) as area:
+        assert area.recover(fs) == 1
+    assert fs.cat(f"{bucket}/big.bin") == b"staged, never uploaded"
+    assert _uploads(fs, bucket) == ["big.bin.other"], "the crashed upload's parts are gone, no other"

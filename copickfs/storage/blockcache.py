@@ -3,7 +3,10 @@
 Why: a remote static root is immutable, so whatever was fetched once can be served again
 from a local file, by descriptor like a local layer (pread, splice), by this mount and the
 next. Large objects are fetched in blocks with parallel ranged GETs and sequential
-read-ahead; small ones (zarr chunks, JSON) whole, with one GET.
+read-ahead; small ones (zarr chunks, JSON) whole, with one GET. A sequential reader's
+read-ahead window doubles with each read that continues the last (as the kernel's does),
+and contiguous missing blocks go out as one ranged GET of up to ``blocks_per_get`` blocks:
+each request's latency (and a server's per-request cost) is paid per 16 MiB, not per 4.
 
 The cache directory (0700, the daemon's own)::
 
@@ -258,6 +261,7 @@ class CachedFile:
         self._cache = cache
         self._entry = entry
         self._last: int | None = None  # last block ensured, to spot sequential readers
+        self.window = cache.readahead_blocks  # read-ahead in blocks; grows while reads are sequential
         self._lock = threading.Lock()
         self._closed = False
 
@@ -272,11 +276,19 @@ class CachedFile:
         with self._entry.lock:
             return first > last or self._entry.has(first, last)
 
-    def _advance(self, first: int, last: int) -> bool:
-        """Note a read of blocks first..last; True when it continues the previous one."""
+    def _advance(self, first: int, last: int) -> int:
+        """Note a read of blocks first..last; the read-ahead it earns in blocks: 0 unless it
+        continues the previous read, then a window doubling up to the cache's maximum."""
+        cache = self._cache
         with self._lock:
             previous, self._last = self._last, last
-        return previous is not None and previous <= first <= previous + 1 and last > previous
+            if previous is None or not previous <= first <= previous + 1 or last <= previous:
+                if previous is None or first != previous:  # not a re-read of the same block
+                    self.window = cache.readahead_blocks
+                return 0
+            window = self.window
+            self.window = min(max(window * 2, 1), cache.max_readahead_blocks)
+            return window
 
     def sync(self, data_only: bool = False) -> None:
         """Nothing was written through this file."""
@@ -306,14 +318,17 @@ class BlockCache:
     least-recently-used eviction of whole entries (see the module's notes)."""
 
     def __init__(self, directory: str, max_bytes: int, block_size: int = 4 * MiB,
-                 whole_file_below: int = 4 * MiB, workers: int = 8, readahead_blocks: int = 4) -> None:
-        if max_bytes < 0 or block_size <= 0 or workers <= 0 or readahead_blocks < 0:
+                 whole_file_below: int = 4 * MiB, workers: int = 8, readahead_blocks: int = 4,
+                 max_readahead_blocks: int = 32, blocks_per_get: int = 4) -> None:
+        if max_bytes < 0 or block_size <= 0 or workers <= 0 or readahead_blocks < 0 or blocks_per_get <= 0:
             raise ValueError("cache sizes and counts must be positive (max_bytes, readahead_blocks: >= 0)")
         self.directory = os.path.abspath(directory)
         self.max_bytes = max_bytes
         self.block_size = block_size
         self.whole_file_below = whole_file_below
         self.readahead_blocks = readahead_blocks
+        self.max_readahead_blocks = max(max_readahead_blocks, readahead_blocks)
+        self.blocks_per_get = blocks_per_get
         self._entries = os.path.join(self.directory, "entries")
         self._lock = threading.Lock()
         self._index: OrderedDict[str, int] = OrderedDict()  # key -> bytes present; LRU first
@@ -544,23 +559,43 @@ class BlockCache:
         first, last = self._blocks(entry, offset, length)
         if first > last:
             return
-        sequential = file._advance(first, last)
+        readahead = file._advance(first, last)
         missing = entry.missing(first, last)
         with self._lock:
             self._counters["hits"] += last - first + 1 - len(missing)
             self._counters["misses"] += len(missing)
             if entry.key in self._index:
                 self._index.move_to_end(entry.key)
-        futures = []
+        futures: list[Future[None]] = []
         if missing:
             self._merge_disk(entry)  # another mount may have fetched them
-            whole = entry.size < self.whole_file_below
-            spans = [(0, entry.nblocks - 1)] if whole else [(b, b) for b in entry.missing(first, last)]
-            futures = [f for f in (self._fetch(entry, a, b) for a, b in spans) if f is not None]
-        if sequential and entry.size >= self.whole_file_below:
-            for block in range(last + 1, min(entry.nblocks, last + 1 + self.readahead_blocks)):
-                self._fetch(entry, block, block)
+            if entry.size < self.whole_file_below:
+                futures = [f for f in (self._fetch(entry, 0, entry.nblocks - 1),) if f is not None]
+            else:
+                futures = self._fetch_runs(entry, first, last)
+        if readahead and entry.size >= self.whole_file_below:
+            self._fetch_runs(entry, last + 1, min(entry.nblocks, last + 1 + readahead) - 1)
         _wait_all(futures)
+
+    def _fetch_runs(self, entry: _Entry, first: int, last: int) -> list[Future[None]]:
+        """Fetches covering blocks first..last: those under way are joined; the missing rest
+        starts as runs of up to ``blocks_per_get`` contiguous blocks, one ranged GET each."""
+        joined: dict[int, Future[None]] = {}
+        runs: list[tuple[int, int, Future[None]]] = []
+        with entry.lock:
+            for block in range(first, last + 1):
+                running = entry.inflight.get(block)
+                if running is not None:
+                    joined[id(running)] = running
+                elif not entry.has(block, block):
+                    if runs and runs[-1][1] == block - 1 and block - runs[-1][0] < self.blocks_per_get:
+                        runs[-1] = (runs[-1][0], block, runs[-1][2])
+                    else:
+                        runs.append((block, block, Future()))
+                    entry.inflight[block] = runs[-1][2]
+        for start, end, future in runs:
+            self._start(entry, start, end, future)
+        return [*joined.values(), *(future for _, _, future in runs)]
 
     def _merge_disk(self, entry: _Entry) -> None:
         with entry.lock:
@@ -580,16 +615,20 @@ class BlockCache:
             future: Future[None] = Future()
             for block in range(first, last + 1):
                 entry.inflight[block] = future
+        self._start(entry, first, last, future)
+        return future
+
+    def _start(self, entry: _Entry, first: int, last: int, future: Future[None]) -> None:
+        """Run the fetch of blocks first..last (registered in flight under ``future``)."""
         with self._lock:
             entry.refs += 1  # the entry stays open while its fetch runs
         try:
             task = self._pool.submit(self._run, entry, first, last, future)
         except RuntimeError:  # shut down
             self._finish(entry, first, last, future, OSError(errno.EIO, "the cache is closed", entry.url))
-            return future
+            return
         task.add_done_callback(lambda t: t.cancelled() and self._finish(
             entry, first, last, future, OSError(errno.EIO, "the cache is closed", entry.url)))
-        return future
 
     def _run(self, entry: _Entry, first: int, last: int, future: Future[None]) -> None:
         try:

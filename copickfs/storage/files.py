@@ -18,6 +18,11 @@ def safe_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc)) if parts.netloc else url
 
 
+def protocols(fs: Any) -> tuple[str, ...]:
+    """The protocol names of an fsspec filesystem (``"s3"`` in those of s3fs)."""
+    return (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+
+
 def unlink_quietly(path: str) -> None:
     """Remove ``path``; already gone is fine."""
     try:

@@ -10,15 +10,18 @@ kept for a short time-to-live (`FreshLayer`). Local roots are used as they are.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..union import UnionFileSystem
 from ..union.layers import FsspecLayer, Layer, open_layer
 from .blockcache import BlockCache, default_cache_dir
-from .files import safe_url
+from .files import protocols, safe_url
 from .cached import CachedLayer
 from .fresh import FreshLayer
 from .staging import StagedLayer, StagingArea, default_staging_dir, staging_directory
+
+log = logging.getLogger("copickfs.storage")
 
 DEFAULT_CACHE_BYTES = 10 << 30
 DEFAULT_UPLOAD_TIMEOUT = 60.0
@@ -29,8 +32,19 @@ def static_layer(url: str, fs_args: dict[str, Any] | None, cache_dir: str | None
     """The static layer for ``url``: cached when remote."""
     layer = open_layer(url, fs_args)
     if isinstance(layer, FsspecLayer):
+        _connect(layer)
         return CachedLayer(layer, BlockCache(cache_dir or default_cache_dir(), cache_bytes))
     return layer
+
+
+def _connect(layer: FsspecLayer) -> None:
+    """Make s3fs's client now (botocore loads its service model: about 0.1 s, no request
+    sent), so the first lookup through the mount does not pay for it."""
+    if "s3" in protocols(layer.fs):
+        try:
+            layer.fs.connect()
+        except Exception as e:  # the first request will report it, with its errno
+            log.debug("cannot make the S3 client yet: %s", type(e).__name__)
 
 
 def overlay_layer(url: str, fs_args: dict[str, Any] | None, staging_dir: str | None = None,
@@ -46,7 +60,9 @@ def overlay_layer(url: str, fs_args: dict[str, Any] | None, staging_dir: str | N
 def _overlay_layer(url: str, fs_args: dict[str, Any] | None, staging_dir: str | None,
                    upload_timeout: float) -> Layer:
     layer = open_layer(url, _bounded_requests(url, fs_args, upload_timeout))
-    if isinstance(layer, FsspecLayer) and "s3" in _protocols(layer.fs):
+    if isinstance(layer, FsspecLayer):
+        _connect(layer)
+    if isinstance(layer, FsspecLayer) and "s3" in protocols(layer.fs):
         # s3fs retries a timed-out request 5 times on top of botocore's own retries: with
         # a stalled server, one lookup would block its caller (unkillably, in the kernel)
         # for many minutes. One retry here; botocore's are off (see `_bounded_requests`).
@@ -56,10 +72,6 @@ def _overlay_layer(url: str, fs_args: dict[str, Any] | None, staging_dir: str | 
     area = StagingArea(staging_directory(staging_dir or default_staging_dir(), url), timeout=upload_timeout)
     area.recover(layer.fs)
     return StagedLayer(layer, area)
-
-
-def _protocols(fs: Any) -> tuple[str, ...]:
-    return (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
 
 
 def _bounded_requests(url: str, fs_args: dict[str, Any] | None, seconds: float) -> dict[str, Any] | None:

@@ -53,7 +53,7 @@ from fsspec.asyn import AsyncFileSystem
 from ..union.layers import MODE_FLAGS, Layer
 from ..union.openfile import OpenFile
 from ..union.stat import Stat
-from .files import read_json_object, safe_url, unlink_quietly
+from .files import protocols, read_json_object, safe_url, unlink_quietly
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,9 @@ class _Entry:
         self.lock = threading.Lock()  # one upload (or sidecar write) at a time
         self.ready = threading.Event()
         self.failed = False
+        #: An earlier upload failed or was cut short (a crash): it may have left an
+        #: incomplete multipart upload of our key behind, to abort before the next one.
+        self.may_leave_parts = False
 
 
 class StagedFile(OpenFile):
@@ -429,9 +432,12 @@ class StagingArea:
                 return
         size = os.fstat(entry.fd).st_size
         try:
+            if entry.may_leave_parts:
+                self._abort_leftover_parts(entry)
             self._transfer(entry.fs, "put_file", entry.data, entry.url, size=size,
                            **self._put_options(entry.fs, entry.url))
         except Exception as e:
+            entry.may_leave_parts = True
             message = _describe(e, entry.fs, self._limit(size))
             log.warning("upload of %s failed (kept, will retry): %s", safe_url(entry.url), message)
             with self._lock:
@@ -689,6 +695,7 @@ class StagingArea:
             return None
         entry.fd = fd
         entry.refcount = 0
+        entry.may_leave_parts = True  # the crash may have cut an upload short
         entry.state = doc.get("state", PENDING)
         entry.attempts = int(doc.get("attempts") or 0)
         entry.last_error = doc.get("last_error")
@@ -807,14 +814,31 @@ class StagingArea:
     def _put_options(self, fs: fsspec.AbstractFileSystem, url: str) -> dict[str, Any]:
         """s3fs: our part size and concurrency, and a content type from the object's name
         (the staged file's own name says nothing)."""
-        protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
-        if "s3" not in protocols:
+        if "s3" not in protocols(fs):
             return {}
         options: dict[str, Any] = {"chunksize": self.part_size, "max_concurrency": self.upload_concurrency}
         kind = mimetypes.guess_type(posixpath.basename(url))[0]
         if kind:
             options["ContentType"] = kind
         return options
+
+    def _abort_leftover_parts(self, entry: _Entry) -> None:
+        """Abort the incomplete multipart uploads of the entry's key (S3 keeps, and bills,
+        the parts of an upload that was cancelled by our time limit or cut by a crash; s3fs
+        aborts only those that fail with an exception). Any started before this call is
+        taken as one of ours: another machine uploading the same key at this moment would
+        have its upload fail and retried."""
+        if "s3" not in protocols(entry.fs):
+            entry.may_leave_parts = False
+            return
+        bucket, key, _ = entry.fs.split_path(entry.url)
+        listed = self._transfer(entry.fs, "call_s3", "list_multipart_uploads", Bucket=bucket, Prefix=key, size=0)
+        for upload in listed.get("Uploads", []):
+            if upload.get("Key") == key:
+                self._transfer(entry.fs, "call_s3", "abort_multipart_upload", Bucket=bucket, Key=key,
+                               UploadId=upload["UploadId"], size=0)
+                log.info("aborted an incomplete upload of %s left by an earlier attempt", safe_url(entry.url))
+        entry.may_leave_parts = False
 
     def _transfer(self, fs: fsspec.AbstractFileSystem, method: str, *args: Any, size: int, **kwargs: Any) -> Any:
         """``fs.<method>(*args)`` bounded in time. Async filesystems run the coroutine on
