@@ -21,6 +21,7 @@ import pytest
 from neuroglancer_scripts.file_accessor import FileAccessor as NgFileAccessor
 from neuroglancer_scripts.precomputed_io import get_IO_for_existing_dataset
 from pyramids import KEY, Roots, chunk_coords, chunk_data, files_below, make_pyramid, names, stored_name
+from users import public_dir  # noqa: F401  (a fixture)
 
 from copickfs.precomputed import DataAccessError, FileAccessor
 
@@ -215,3 +216,137 @@ def test_a_copick_config_works_on_the_union(proots: Roots) -> None:
     assert FileAccessor(roots.config / "pyr").fetch_chunk(KEY, COORDS) == b"new"
     assert FileAccessor(roots.config).file_exists("pyr/info")
     # the proots fixture checks that static is unchanged byte for byte
+
+
+def test_rewriting_a_static_chunk_under_its_own_name(proots: Roots) -> None:
+    """Static's variant is whited out and the overlay's copy takes its name."""
+    make_pyramid(proots.static / "pyr", flat=False, gz=True)
+    proots.seal()
+    FileAccessor(proots.config / "pyr").store_chunk(b"again", KEY, COORDS)
+    nested_gz = names(COORDS)["nested.gz"]
+    assert files_below(proots.overlay / "pyr") == {nested_gz}
+    assert gzip.decompress((proots.overlay / "pyr" / nested_gz).read_bytes()) == b"again"
+    assert FileAccessor(proots.config / "pyr", flat=True).fetch_chunk(KEY, COORDS) == b"again"
+
+
+ACCESSORS = [FileAccessor, NgFileAccessor]
+ACCESSOR_IDS = ["copickfs", "neuroglancer-scripts"]
+
+
+@pytest.mark.parametrize("cls", ACCESSORS, ids=ACCESSOR_IDS)
+def test_attributes_are_neuroglancer_scripts(tmp_path: Path, cls: type) -> None:
+    acc = cls(str(tmp_path / "p"), flat=True, gzip=False, compresslevel=3)
+    assert type(acc.base_path) is type(Path()) and acc.base_path == tmp_path / "p"
+    assert (acc.gzip, acc.compresslevel) == (False, 3)
+    defaults = cls("relative/p")
+    assert defaults.base_path == Path("relative/p")  # as given, not made absolute
+    assert (defaults.gzip, defaults.compresslevel) == (True, 9)
+    if cls is FileAccessor:  # neuroglancer-scripts keeps only the chunk pattern
+        assert acc.flat is True and defaults.flat is False
+
+
+def test_base_path_is_none_off_the_local_filesystem(proots: Roots) -> None:
+    proots.seal()
+    assert FileAccessor("memory://pyr").base_path is None
+    assert FileAccessor(proots.config / "pyr").base_path is None  # a path in the union
+    assert FileAccessor(f"file://{proots.overlay}/pyr").base_path == proots.overlay / "pyr"
+
+
+def _json_file(directory: Path) -> Path:
+    (directory / "info").write_text(json.dumps({"scales": []}))  # JSON, but no copick config
+    return directory / "info"
+
+
+def _text_file(directory: Path) -> Path:
+    (directory / "notes.txt").write_text("not a directory")
+    return directory / "notes.txt"
+
+
+@pytest.mark.parametrize("cls", ACCESSORS, ids=ACCESSOR_IDS)
+@pytest.mark.parametrize("make_file", [_text_file, _json_file], ids=["text", "json"])
+@pytest.mark.parametrize("below", ["", "pyr", "a/pyr"], ids=["the-file", "under", "deep-under"])
+def test_a_base_at_or_under_a_regular_file(tmp_path: Path, cls: type, make_file, below: str) -> None:
+    """The constructor takes it; every use is a DataAccessError (file_exists: False)."""
+    file = make_file(tmp_path)
+    before = file.read_bytes()
+    acc = cls(str(file / below) if below else str(file))
+    assert acc.file_exists("info") is False
+    for call in (lambda: acc.fetch_file("info"), lambda: acc.fetch_chunk(KEY, COORDS),
+                 lambda: acc.store_file("info", b"{}", mime_type="application/json"),
+                 lambda: acc.store_chunk(DATA, KEY, COORDS)):
+        with pytest.raises(ng_accessor.DataAccessError) as error:
+            call()
+        if cls is FileAccessor:  # says why the file was not taken as the project's config
+            assert "not a copick config" in str(error.value)
+    assert file.read_bytes() == before and files_below(tmp_path) == {file.name}
+
+
+@pytest.mark.parametrize("cls", ACCESSORS, ids=ACCESSOR_IDS)
+def test_missing_info_and_chunk(tmp_path: Path, cls: type) -> None:
+    for acc in (cls(str(tmp_path)), cls(str(tmp_path / "no" / "such" / "dir"))):
+        assert acc.file_exists("info") is False
+        with pytest.raises(ng_accessor.DataAccessError, match="Cannot find info"):
+            acc.fetch_file("info")
+        with pytest.raises(ng_accessor.DataAccessError, match="Cannot find chunk"):
+            acc.fetch_chunk(KEY, COORDS)
+    assert files_below(tmp_path) == set()  # nothing made on the way
+
+
+def _outcomes(cls: type, base: Path) -> dict[str, str]:
+    """What each call does in a child process without root's rights: "ok" or the error's name."""
+    def run() -> dict[str, str]:
+        acc = cls(str(base))
+        out = {}
+        for name, call in {"file_exists": lambda: acc.file_exists("info"),
+                           "fetch_file": lambda: acc.fetch_file("info"),
+                           "fetch_chunk": lambda: acc.fetch_chunk(KEY, COORDS),
+                           "fetch_unreadable": lambda: acc.fetch_chunk(KEY, (8, 16, 0, 8, 0, 8)),
+                           "store_chunk": lambda: acc.store_chunk(DATA, KEY, (16, 20, 0, 8, 0, 8)),
+                           "overwrite_chunk": lambda: acc.store_chunk(DATA, KEY, COORDS),
+                           "store_file": lambda: acc.store_file("extra", DATA)}.items():
+            try:
+                call()
+                out[name] = "ok"
+            except Exception as e:  # noqa: BLE001 - the outcome is what is compared
+                refused = isinstance(e, ng_accessor.DataAccessError)
+                out[name] = "DataAccessError" if refused else type(e).__name__
+        return out
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop root's rights, report, and leave without running pytest's teardown
+        try:
+            os.close(read)
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            os.write(write, json.dumps(run()).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        report = f.read()
+    os.waitpid(pid, 0)
+    return json.loads(report)
+
+
+@pytest.mark.parametrize("cls", ACCESSORS, ids=ACCESSOR_IDS)
+def test_unwritable_base_and_unreadable_chunk(public_dir: Path, cls: type) -> None:
+    base = public_dir / "pyr"
+    NgFileAccessor(str(base)).store_file("info", b"{}", mime_type="application/json")
+    for coords in (COORDS, (8, 16, 0, 8, 0, 8)):
+        NgFileAccessor(str(base)).store_chunk(DATA, KEY, coords)
+    os.chmod(base / stored_name((8, 16, 0, 8, 0, 8), flat=False, gz=True), 0o000)
+    for directory, _, _ in os.walk(base):
+        os.chmod(directory, 0o555)
+    before = {n: (base / n).read_bytes() for n in files_below(base)}
+    try:
+        refused = "DataAccessError"
+        assert _outcomes(cls, base) == {
+            "file_exists": "ok", "fetch_file": "ok", "fetch_chunk": "ok", "fetch_unreadable": refused,
+            "store_chunk": refused, "overwrite_chunk": refused, "store_file": refused}
+    finally:
+        for directory, _, _ in os.walk(base):
+            os.chmod(directory, 0o755)
+    assert {n: (base / n).read_bytes() for n in files_below(base)} == before  # nothing lost or added

@@ -5,8 +5,9 @@ Same constructor, methods, defaults and errors as
 unchanged on S3, memory:// or a copick project's union. Where it does better:
 
 - keys and paths that leave the pyramid (absolute, ``..``) raise ValueError (keys too);
-- a store leaves exactly one variant of a chunk or file: the others are removed
-  (whited out over a static layer when working on the union);
+- a store leaves exactly one variant of a chunk or file: the others are removed before
+  it is written (whited out over a static layer when working on the union), which is safe
+  inside a copickfs mount too (`FileAccessor._store`);
 - ``overwrite=False`` refuses a file that exists under any of its names;
 - every file is opened in a ``with`` block (no leaked handles), and a chunk is read
   with one open per variant tried, not an existence check and then an open;
@@ -19,11 +20,13 @@ from __future__ import annotations
 
 import gzip as _gzip
 import os
+import pathlib
 import posixpath
 import zlib
 from typing import Any
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from .names import GZ, NO_COMPRESS_MIME_TYPES, Variant, check_coords, check_relative, chunk_path
 
@@ -62,6 +65,13 @@ class FileAccessor(_AccessorBase):  # type: ignore[misc, valid-type]
     :param compresslevel: gzip compression level
     :param storage_options: passed to fsspec; ``fs=`` gives a filesystem object
         (for example a `UnionFileSystem`) on which ``base`` is a path
+
+    A regular file on the way to ``base`` that is no copick config makes no error here:
+    as with neuroglancer-scripts, every use then fails with `DataAccessError`.
+
+    ``base_path``, ``gzip`` and ``compresslevel`` are neuroglancer-scripts' attributes;
+    ``base_path`` is None when the pyramid is not a local directory (an fsspec URL, the
+    union of a config, ``fs=``), so that nothing opens a wrong local path.
     """
 
     can_read = True
@@ -70,12 +80,17 @@ class FileAccessor(_AccessorBase):  # type: ignore[misc, valid-type]
     def __init__(self, base: str | os.PathLike[str], flat: bool = False, gzip: bool = True,
                  compresslevel: int = 9, **storage_options: Any) -> None:
         fs = storage_options.pop("fs", None)
+        given = os.fspath(base)
+        self._not_config = ""  # why a regular file on the way was not taken as a config
         if fs is None:
-            fs, root = _open_base(os.fspath(base), storage_options)
+            fs, root, self._not_config = _open_base(given, storage_options)
         else:
-            root = fs._strip_protocol(os.fspath(base))
+            root = fs._strip_protocol(given)
         self.fs: fsspec.AbstractFileSystem = fs
         self.root: str = root.rstrip("/") if root != "/" else root
+        self.base_path: pathlib.Path | None = None
+        if isinstance(fs, LocalFileSystem):
+            self.base_path = pathlib.Path(root if "://" in given else given)
         self.flat = flat
         self.gzip = gzip
         self.compresslevel = compresslevel
@@ -109,8 +124,7 @@ class FileAccessor(_AccessorBase):  # type: ignore[misc, valid-type]
         target, other = (path + GZ, path) if gz else (path, path + GZ)
         if not overwrite and (self._is_file(path) or self._is_file(path + GZ)):
             raise DataAccessError(f"Error storing {rel} in {self._where()}: the file exists")
-        self._write(target, self._encode(buf, gz), exclusive=not overwrite, what=rel)
-        self._remove(other, what=rel)
+        self._store(target, [other], self._encode(buf, gz), exclusive=not overwrite, what=rel)
 
     # ------------------------------------------------------------ chunks
 
@@ -132,10 +146,8 @@ class FileAccessor(_AccessorBase):  # type: ignore[misc, valid-type]
         paths = {v: self._path(chunk_path(key, coords, v)) for v in self._fetch_order()}
         if not overwrite and any(self._is_file(p) for p in paths.values()):
             raise DataAccessError(f"Error storing chunk {what} in {self._where()}: the chunk exists")
-        self._write(paths[own], self._encode(buf, own.gz), exclusive=not overwrite, what=what)
-        for variant, path in paths.items():
-            if variant != own:
-                self._remove(path, what=what)
+        others = [path for variant, path in paths.items() if variant != own]
+        self._store(paths[own], others, self._encode(buf, own.gz), exclusive=not overwrite, what=what)
 
     # ------------------------------------------------------------ helpers
 
@@ -153,7 +165,8 @@ class FileAccessor(_AccessorBase):  # type: ignore[misc, valid-type]
         return posixpath.join(self.root, rel) if self.root else rel
 
     def _where(self) -> str:
-        return self.fs.unstrip_protocol(self.root) if self.root else repr(self.fs)
+        where = self.fs.unstrip_protocol(self.root) if self.root else repr(self.fs)
+        return f"{where} ({self._not_config})" if self._not_config else where
 
     def _is_file(self, path: str) -> bool:
         try:
@@ -172,6 +185,26 @@ class FileAccessor(_AccessorBase):  # type: ignore[misc, valid-type]
             return None
         except OSError as e:
             raise DataAccessError(f"Error fetching {path}: {e}") from e
+
+    def _store(self, target: str, others: list[str], data: bytes, exclusive: bool, what: str) -> None:
+        """Write ``data`` at ``target`` and leave none of ``others``, the other names of the
+        same file or chunk (stale copies from an earlier store in another layout).
+
+        They are removed before the write, never after it. Inside a copickfs mount with
+        precomputed names every variant name of a chunk is another name of the one chunk
+        stored, and removing any of them removes that chunk: after the write it would be
+        the chunk just written. Inode numbers cannot tell aliases from stale copies (the
+        mount gives every name its own), but removing first is right either way: a stale
+        copy goes, or the old chunk that is being replaced (a write that then fails leaves
+        no chunk, as neuroglancer-scripts' truncating write leaves a cut one). ``target``
+        goes first so that the kernel forgets that name too, and the write creates the file.
+        """
+        if not exclusive:  # an exclusive store has checked that no name is taken
+            stale = [path for path in others if self._is_file(path)]
+            if stale:
+                for path in (target, *stale):
+                    self._remove(path, what)
+        self._write(target, data, exclusive, what)
 
     def _write(self, path: str, data: bytes, exclusive: bool, what: str) -> None:
         try:
@@ -199,21 +232,29 @@ def _decompress(data: bytes, what: str) -> bytes:
         raise DataAccessError(f"Error decompressing {what}: {e}") from e
 
 
-def _open_base(base: str, storage_options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem and root of ``base``: a copick config's union, or fsspec's filesystem."""
+def _open_base(base: str, storage_options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str, str]:
+    """The filesystem and root of ``base``: a copick config's union when ``base`` is or goes
+    through a copick config file, else fsspec's filesystem; and, when a regular file on
+    the way is no config, why not (for the errors of its later uses)."""
+    not_config = ""
     if "://" not in base:
         found = _config_prefix(base)
         if found is not None:
             config_path, inner = found
-            from ..config import load_config
+            from ..config import ConfigError, load_config
             from ..union import UnionFileSystem
 
-            config = load_config(config_path)
-            union = UnionFileSystem(config.overlay_root, config.static_root,
-                                    overlay_options=config.overlay_fs_args,
-                                    static_options=config.static_fs_args)
-            return union, union._strip_protocol(inner)
-    return fsspec.core.url_to_fs(base, **storage_options)
+            try:
+                config = load_config(config_path)
+            except ConfigError as e:
+                not_config = f"not a copick config: {e}"
+            else:
+                union = UnionFileSystem(config.overlay_root, config.static_root,
+                                        overlay_options=config.overlay_fs_args,
+                                        static_options=config.static_fs_args)
+                return union, union._strip_protocol(inner), ""
+    fs, root = fsspec.core.url_to_fs(base, **storage_options)
+    return fs, root, not_config
 
 
 def _config_prefix(base: str) -> tuple[str, str] | None:
