@@ -14,10 +14,12 @@ import sys
 import click
 
 from . import __version__
-from .config import ConfigError, CopickConfig, absolute_path, check_roots, load_config, with_absolute_roots
+from .config import (ConfigError, CopickConfig, absolute_path, check_roots, load_config, union_config,
+                     with_absolute_roots)
 from .mount.fuselib import FuseUnavailable, check_fuse_available
 from .mount.preflight import MountError, MountPointClaim, claim_mountpoint
-from .options import MountOptions, OptionError, check_log, merge_options, parse_option_string
+from .options import (MountOptions, OptionError, check_output_files, merge_options, parse_option_string,
+                      split_mount_options)
 
 
 def one_line(text: str) -> str:
@@ -52,14 +54,20 @@ def prepare_mount(config_path: str, mountpoint: str, option_strings: tuple[str, 
     The returned claim holds the mount point's lock: release it once the mount answers.
     """
     try:
-        config = with_absolute_roots(load_config(absolute_path(config_path, base_dir)), base_dir)
+        ours, dirs = split_mount_options(option_strings)
+        if dirs:
+            config = union_config(config_path, dirs, base_dir)
+        else:
+            config = with_absolute_roots(load_config(absolute_path(config_path, base_dir)), base_dir)
         overrides: dict[str, object] = {}
-        for text in option_strings:
+        for text in ours:
             overrides.update(parse_option_string(text))
         options = merge_options(config.copickfs, overrides)
-        if options.log is not None and not os.path.isabs(options.log):
-            options = options.model_copy(update={"log": absolute_path(options.log, base_dir)})
-        check_log(options)
+        for field in ("log", "metrics_file"):
+            path = getattr(options, field)
+            if path is not None and not os.path.isabs(path):
+                options = options.model_copy(update={field: absolute_path(path, base_dir)})
+        check_output_files(options)
         check_roots(config)
         check_fuse_available()
         claim = claim_mountpoint(mountpoint, config, lock_fd=lock_fd)
@@ -108,7 +116,8 @@ def mount(config: str, mountpoint: str, foreground: bool, option_strings: tuple[
     """Mount the union of CONFIG's overlay_root over its static_root at MOUNTPOINT.
 
     Returns once the mount answers; SIGINT or SIGTERM to a foreground mount unmounts it.
-    Relative paths, also in CONFIG, are taken from the working directory.
+    Relative paths, also in CONFIG, are taken from the working directory. With
+    -o lowerdir=DIR,upperdir=DIR (as overlayfs) no config is read: CONFIG is only a label.
     """
     if (lock_fd is not None or base_dir is not None) and not foreground:
         raise click.UsageError("--lock-fd and --base-dir are for the daemon (mount -f) only")
@@ -127,9 +136,9 @@ def mount(config: str, mountpoint: str, foreground: bool, option_strings: tuple[
         # The daemon starts in "/" (it must pin no directory), so it gets absolute paths and
         # this directory for the relative ones inside the config; and the lock, by descriptor.
         cwd = _working_directory()
-        try:
-            config_abs = absolute_path(config)
-        except ConfigError as e:
+        try:  # with lowerdir=/upperdir= the source is only a label
+            config_abs = config if split_mount_options(option_strings)[1] else absolute_path(config)
+        except (ConfigError, OptionError) as e:
             _fail(e)
         argv = ["mount", "-f", "--lock-fd", str(claim.fd), *(["--base-dir", cwd] if cwd else []),
                 config_abs, claim.path]

@@ -185,6 +185,24 @@ def local_root(url: str) -> str | None:
     return os.path.realpath(os.path.expanduser(parts[1]))
 
 
+def union_config(label: str, dirs: dict[str, str], base: str | None = None) -> CopickConfig:
+    """The config of an overlayfs-style mount (``-o lowerdir=DIR,upperdir=DIR[,workdir=DIR]``):
+    upperdir is the overlay root, lowerdir the static root. ``workdir`` is accepted for
+    overlayfs's fstab lines and not needed: copy-ups are made in the upper directory's own
+    ``.wh..wh.work`` (the same filesystem, so they are renamed into place atomically)."""
+    if "upperdir" not in dirs:
+        raise ConfigError("-o upperdir: missing (give lowerdir=DIR,upperdir=DIR; copickfs writes into upperdir)")
+    lower = dirs.get("lowerdir")
+    if lower is not None and ":" in lower:
+        raise ConfigError(f"-o lowerdir={lower}: several lower directories are not supported "
+                          "(copickfs stacks one upper directory on one lower directory)")
+    for key in ("upperdir", "lowerdir", "workdir"):
+        if key in dirs and not os.path.isdir(absolute_path(dirs[key], base)):
+            raise ConfigError(f"-o {key}: {dirs[key]} is not an existing directory")
+    return CopickConfig(name=label, overlay_root=absolute_path(dirs["upperdir"], base),
+                        static_root=absolute_path(lower, base) if lower else None)
+
+
 def absolute_path(path: str, base: str | None = None) -> str:
     """``path`` taken from ``base`` (default: the working directory) if it is relative."""
     if os.path.isabs(path):

@@ -60,11 +60,15 @@ class MountOptions(BaseModel):
                                   "and an upload to (or download from) it may take plus one per MiB, before "
                                   "it fails with EIO (a failed upload is kept and retried in the background); "
                                   "1 to 3600")
+    metrics_file: str | None = Field(None, min_length=1, description="write the status counters in Prometheus "
+                                     "text format to this file (for node_exporter's textfile collector)")
+    metrics_interval: float = Field(15.0, ge=1, le=3600, allow_inf_nan=False,
+                                    description="seconds between two writes of metrics_file; 1 to 3600")
     precomputed: bool = Field(True, description="serve every chunk of a precomputed pyramid under all four names")
     precomputed_layout: Literal["stored", "flat", "nested"] = Field(
         "stored", description="what listings inside precomputed pyramids show: one name per chunk")
 
-    @field_validator("log")
+    @field_validator("log", "metrics_file")
     @classmethod
     def _no_nul(cls, value: str | None) -> str | None:
         if value is not None and "\0" in value:
@@ -94,6 +98,45 @@ def _kind(name: str) -> type:
     if annotation in (bool, float, int):
         return annotation  # type: ignore[return-value]
     return str  # str | None and the Literal choices are text
+
+
+#: Options mount(8), fstab and systemd pass that are not copickfs's: accepted and ignored
+#: (the kernel applies nosuid/nodev to FUSE mounts on its own).
+MOUNT8_OPTIONS = frozenset({
+    "defaults", "auto", "noauto", "user", "nouser", "users", "owner", "group", "nofail", "_netdev",
+    "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "atime", "noatime", "relatime",
+    "norelatime", "strictatime", "nostrictatime", "diratime", "nodiratime", "lazytime", "nolazytime",
+    "sync", "async", "dirsync", "mand", "nomand", "silent", "loud", "iversion", "noiversion",
+})
+MOUNT8_PREFIXES = ("x-", "comment=", "helper=")
+#: overlayfs's options: a union of plain directories without a config file.
+UNION_DIRS = ("lowerdir", "upperdir", "workdir")
+
+
+def split_mount_options(option_strings: tuple[str, ...] | list[str]) -> tuple[list[str], dict[str, str]]:
+    """``-o`` strings as given to ``copickfs mount`` or by mount(8): copickfs's own options
+    (for `parse_option_string`), and the overlayfs-style directories; mount(8)'s generic
+    options are dropped."""
+    ours: list[str] = []
+    dirs: dict[str, str] = {}
+    for text in option_strings:
+        kept = []
+        for raw in text.split(","):
+            item = raw.strip()
+            key, sep, value = item.partition("=")
+            if item in MOUNT8_OPTIONS or item.startswith(MOUNT8_PREFIXES):
+                continue
+            if key in UNION_DIRS:
+                if not sep or not value:
+                    raise OptionError(f"-o {key}: needs a directory ({key}=DIR)")
+                if key in dirs and dirs[key] != value:
+                    raise OptionError(f"-o {key}: given twice ({dirs[key]!r} and {value!r})")
+                dirs[key] = value
+                continue
+            kept.append(raw)
+        if kept:
+            ours.append(",".join(kept))
+    return ours, dirs
 
 
 def parse_option_string(text: str) -> dict[str, Any]:
@@ -156,25 +199,30 @@ def merge_options(base: MountOptions, overrides: dict[str, Any]) -> MountOptions
         raise OptionError(f"-o {first['loc'][0]}: {first['msg']}") from None
 
 
-def check_log(options: MountOptions) -> None:
-    """The log file must be creatable or appendable; checked before mounting, nothing created."""
-    if options.log is None:
-        return
-    path = options.log
+def check_output_files(options: MountOptions) -> None:
+    """The log file must be creatable or appendable, and the metrics file replaceable;
+    checked before mounting, nothing created."""
+    if options.log is not None:
+        _check_output_file("log", options.log)
+    if options.metrics_file is not None:
+        _check_output_file("metrics_file", options.metrics_file, replaced=True)
+
+
+def _check_output_file(field: str, path: str, replaced: bool = False) -> None:
     directory = os.path.dirname(path) or "."
     if os.path.isdir(path):
-        raise OptionError(f"log: {path} is a directory, not a file")
+        raise OptionError(f"{field}: {path} is a directory, not a file")
     if not os.path.isdir(directory):
         what = "is not a directory" if os.path.lexists(directory) else "does not exist"
-        raise OptionError(f"log: {path}: the directory {directory} {what}")
+        raise OptionError(f"{field}: {path}: the directory {directory} {what}")
     if os.path.lexists(path):
         try:
             mode = os.stat(path).st_mode
         except OSError as e:
-            raise OptionError(f"log: {path}: {e.strerror}") from None
-        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):  # a FIFO would block the daemon's start
-            raise OptionError(f"log: {path} is not a regular file")
-        if not os.access(path, os.W_OK):
-            raise OptionError(f"log: {path} is not writable")
-    elif not os.access(directory, os.W_OK | os.X_OK):
-        raise OptionError(f"log: {path}: cannot create a file in {directory}")
+            raise OptionError(f"{field}: {path}: {e.strerror}") from None
+        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode) and not replaced):  # a FIFO would block the start
+            raise OptionError(f"{field}: {path} is not a regular file")
+        if not replaced and not os.access(path, os.W_OK):
+            raise OptionError(f"{field}: {path} is not writable")
+    if (replaced or not os.path.lexists(path)) and not os.access(directory, os.W_OK | os.X_OK):
+        raise OptionError(f"{field}: {path}: cannot create a file in {directory}")
