@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,68 @@ def test_pending_uploads_are_listed_without_credentials(s3: S3Server, overlay_co
         _poll(lambda: _object(s3.filesystem(), f"{bucket}/overlay/late.bin") == data, 30, "the retried upload")
         _poll(lambda: not _status(mnt)["layers"]["overlay"]["staging"]["pending_uploads"], 10,
               "the pending list emptied")
+
+
+def test_failed_requests_are_logged_once_each_and_rate_limited(tmp_path: Path) -> None:
+    static, overlay, mnt = tmp_path / "static", tmp_path / "overlay", tmp_path / "mnt"
+    for d in (static / "full", overlay, mnt):
+        d.mkdir(parents=True)
+    (static / "full" / "x").write_bytes(b"x")
+    config = write_config(tmp_path / "config.json", overlay, static, overlay_fs_args={"secret": "do-not-show"})
+    log = tmp_path / "daemon.out"
+    with mounted(config, mnt, "negative_timeout=0", output=log):
+        for _ in range(3):
+            assert not (mnt / "missing").exists()  # a lookup's miss is no failure of the mount
+        with pytest.raises(OSError) as caught:
+            os.rmdir(mnt / "full")
+        assert caught.value.errno == errno.ENOTEMPTY
+        weird = mnt / "new\nline"
+        weird.mkdir()
+        (weird / "y").write_bytes(b"y")
+        with pytest.raises(OSError):
+            os.rmdir(weird)
+        for _ in range(500):  # a client looping on a failing call
+            with pytest.raises(OSError):
+                os.rmdir(mnt / "full")
+    lines = log.read_text().splitlines()
+    failures = [line for line in lines if " WARNING rmdir " in line]
+    assert failures[0].endswith("rmdir full: ENOTEMPTY (Directory not empty)")
+    assert any(line.endswith("rmdir new\\nline: ENOTEMPTY (Directory not empty)") for line in failures)
+    assert 10 <= len(failures) < 200, f"{len(failures)} lines for 502 failures"
+    assert not any("missing" in line for line in lines)
+    assert "do-not-show" not in log.read_text()
+
+
+def test_metrics_file_in_prometheus_text_format(local_mount, tmp_path: Path) -> None:
+    mnt, overlay, static, _ = local_mount
+    metrics = tmp_path / "metrics" / "copickfs.prom"
+    metrics.parent.mkdir()
+    other = tmp_path / "mnt2"
+    other.mkdir()
+    config = write_config(tmp_path / "config2.json", overlay, static)
+    with mounted(config, other, f"metrics_file={metrics}", "metrics_interval=1"):
+        assert not (other / "nope").exists()
+        assert (other / "a" / "f.txt").read_bytes() == b"static\n"
+        deadline = time.monotonic() + 20
+        while "op=\"open\"" not in (metrics.read_text() if metrics.exists() else ""):
+            assert time.monotonic() < deadline, "no metrics written"
+            time.sleep(0.2)
+        assert os.stat(metrics).st_mode & 0o777 == 0o644
+    text = metrics.read_text()  # the last write, at the end
+    assert f'copickfs_requests_total{{mountpoint="{other}",op="lookup"}}' in text
+    assert f'copickfs_errors_total{{mountpoint="{other}",op="lookup",errno="ENOENT"}}' in text
+    assert "# TYPE copickfs_requests_total counter" in text
+    for line in text.splitlines():
+        assert line.startswith("#") or len(line.rsplit(" ", 1)) == 2 and float(line.rsplit(" ", 1)[1]) >= 0
+    assert [p.name for p in metrics.parent.iterdir()] == ["copickfs.prom"], "no temporary file left"
+
+
+def test_failure_log_rate_limit() -> None:
+    from copickfs.mount.failures import FailureLog
+
+    now = [0.0]
+    flog = FailureLog(rate=2, burst=3, clock=lambda: now[0])
+    assert [flog.failed("rmdir", "a", errno.ENOTEMPTY) for _ in range(5)] == [True, True, True, False, False]
+    now[0] += 1.0  # two more tokens
+    assert [flog.failed("rmdir", "a", errno.ENOTEMPTY) for _ in range(3)] == [True, True, False]
+    assert flog.failed("lookup", "x", errno.ENOENT) is False

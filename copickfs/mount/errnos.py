@@ -50,8 +50,12 @@ def translated(func: F) -> F:
             return func(*args, **kwargs)
         except Exception as e:
             code = errno_of(e)
-            if code == errno.EIO:
-                log.exception("%s%r failed", func.__name__, args[1:])
+            if code == errno.EIO:  # a bug's traceback at once; a storage's failure only with debug
+                (log.debug if isinstance(e, OSError) else log.exception)("%s%r failed", func.__name__,
+                                                                        args[1:], exc_info=True)
+            report = getattr(args[0], "report_failure", None) if args else None
+            if report is not None:
+                report(func.__name__, args[1:], code)
             raise OSError(code, str(e)) from e
 
     return wrapper  # type: ignore[return-value]

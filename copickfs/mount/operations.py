@@ -33,6 +33,7 @@ from ..union.stat import Stat
 from . import lowlevel
 from .session import caller
 from .errnos import translated
+from .failures import FailureLog
 from .handles import Handle, HandleTable
 from .inodes import InodeTable
 from .mountinfo import set_read_ahead
@@ -64,6 +65,8 @@ def _name(raw: bytes) -> str:
 
 
 _STATUS_NAME = os.fsencode(STATUS_NAME)
+#: Requests whose first arguments are (parent inode, name).
+_PARENT_AND_NAME = frozenset({"lookup", "mknod", "mkdir", "unlink", "rmdir", "rename", "create"})
 
 
 def _not_status(parent: int, name: bytes) -> None:
@@ -86,6 +89,7 @@ class UnionHandler:
         self.status.open_files = self.handles.counts
         self.status.inodes = lambda: len(self.inodes)
         self.counters = self.status.counters  # counted by the session's dispatcher
+        self.failures = FailureLog()
         self._status_attr = self._make_status_attr()
         self.session: Any = None  # set by the runner; used for cache invalidations
         self._as_root = os.geteuid() == 0
@@ -437,6 +441,21 @@ class UnionHandler:
         if handle is not None:
             self.inodes.closed(ino, handle.fd)
             handle.close()
+
+    # ------------------------------------------------------------ failures
+
+    def report_failure(self, op: str, args: tuple[Any, ...], code: int) -> None:
+        """Called by `translated` for each failed request: one rate-limited log line."""
+        try:
+            if op == "symlink":
+                path: str | None = self.inodes.child(args[1], _name(args[2]))
+            elif op in _PARENT_AND_NAME:
+                path = self.inodes.child(args[0], _name(args[1]))
+            else:
+                path = self.inodes.path(args[0])
+        except (OSError, IndexError, TypeError):
+            path = None
+        self.failures.failed(op, path, code)
 
     # ------------------------------------------------------------ the status file
 

@@ -151,3 +151,93 @@ def _duration(seconds: float) -> str:
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
     return (f"{days}d " if days else "") + f"{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+# ---------------------------------------------------------------- Prometheus
+
+def prometheus_text(report: dict[str, Any]) -> str:
+    """The report's counters in Prometheus's text exposition format (for node_exporter's
+    textfile collector: ``-o metrics_file=/var/lib/node_exporter/textfile/copickfs.prom``)."""
+    mount = {"mountpoint": str(report.get("mountpoint", ""))}
+    out: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, samples: list[tuple[dict[str, str], float]]) -> None:
+        out.append(f"# HELP copickfs_{name} {help_text}")
+        out.append(f"# TYPE copickfs_{name} {kind}")
+        for labels, value in samples:
+            text = ",".join(f'{k}="{_label(v)}"' for k, v in {**mount, **labels}.items())
+            out.append(f"copickfs_{name}{{{text}}} {value:g}")
+
+    metric("uptime_seconds", "gauge", "Seconds since the mount started.", [({}, report.get("uptime_seconds", 0))])
+    metric("requests_total", "counter", "FUSE requests by operation.",
+           [({"op": op}, n) for op, n in (report.get("operations") or {}).items()])
+    errors = []
+    for key, n in (report.get("errors") or {}).items():
+        op, _, code = key.partition(":")
+        errors.append(({"op": op, "errno": code}, n))
+    metric("errors_total", "counter", "Failed FUSE requests by operation and errno.", errors)
+    opened = report.get("open_files") or {}
+    metric("open_handles", "gauge", "Open files and directories.",
+           [({"kind": kind}, n) for kind, n in opened.items()])
+    metric("inodes", "gauge", "Inodes the daemon keeps.", [({}, report.get("inodes", 0))])
+    caches, pending = [], []
+    for layer, info in (report.get("layers") or {}).items():
+        if not info:
+            continue
+        if info.get("cache"):
+            caches.append((layer, info["cache"]))
+        if info.get("staging") is not None:
+            pending.append(({"layer": layer}, len(info["staging"]["pending_uploads"])))
+    for name, key, kind, help_text in (
+            ("cache_bytes", "bytes_used", "gauge", "Bytes in the block cache of a remote static layer."),
+            ("cache_max_bytes", "max_bytes", "gauge", "Bound of that cache."),
+            ("cache_hits_total", "hits", "counter", "Blocks read from the cache."),
+            ("cache_misses_total", "misses", "counter", "Blocks that had to be fetched."),
+            ("cache_gets_total", "gets", "counter", "GET requests of the cache."),
+            ("cache_fetched_bytes_total", "fetched_bytes", "counter", "Bytes the cache fetched."),
+            ("cache_evictions_total", "evictions", "counter", "Entries the cache evicted.")):
+        if caches:
+            metric(name, kind, help_text, [({"layer": layer}, cache[key]) for layer, cache in caches])
+    if pending:
+        metric("pending_uploads", "gauge", "Uploads to a remote overlay still owed.", pending)
+    return "\n".join(out) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class MetricsFile:
+    """Writes `prometheus_text` to ``path`` every ``interval`` seconds and at the end,
+    replacing it atomically (a collector never reads half a file)."""
+
+    def __init__(self, report: StatusReport, path: str, interval: float) -> None:
+        self.report, self.path, self.interval = report, path, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="copickfs-metrics", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.write()
+
+    def write(self) -> None:
+        temp = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            with open(fd, "w") as f:  # 0644 whatever the daemon's umask (0: modes are the callers')
+                f.write(prometheus_text(self.report.data()))
+            os.replace(temp, self.path)
+        except OSError as e:
+            import logging
+
+            logging.getLogger("copickfs.mount").warning("cannot write metrics to %s: %s", self.path, e.strerror)
+
+    def _run(self) -> None:
+        while True:
+            self.write()
+            if self._stop.wait(self.interval):
+                return
