@@ -685,8 +685,14 @@ def test_fsspec_pipe_and_append(roots, union: UnionFileSystem) -> None:
     with union.open("dir/a.txt", "rb") as f:
         f.seek(99)
         assert f.read() == b"ab"
+    with union.open("nowhere.txt", "ab") as f:  # append creates, as Python's open and `>>`
+        f.write(b"new")
+    assert (roots.overlay / "nowhere.txt").read_bytes() == b"new"
+    with union.open("nowhere.txt", "ab") as f:
+        f.write(b"+")
+    assert union.cat("nowhere.txt") == b"new+"
     with pytest.raises(FileNotFoundError):
-        union.open("nowhere.txt", "ab")
+        union.open("nowhere-either.txt", "r+b")
     with pytest.raises(FileExistsError):
         union.open("file.txt", "xb")
     with union.open("brand-new", "xb") as f:

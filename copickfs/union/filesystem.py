@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import errno
+import io
 import os
 import posixpath
 import time
@@ -19,6 +20,8 @@ from functools import partial
 from typing import IO, Any
 
 from fsspec import AbstractFileSystem
+from fsspec.callbacks import DEFAULT_CALLBACK
+from fsspec.utils import tokenize
 
 from . import markers
 from .copyup import copy_entry
@@ -35,6 +38,94 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
 def _error(code: int, path: str) -> OSError:
     """An OSError of the right subclass (FileNotFoundError, ...) with errno set."""
     return OSError(code, os.strerror(code), path)
+
+
+def _storage_key(layer: Layer | None) -> tuple[Any, ...] | None:
+    """What a layer stands for: its class, its filesystem's class and init arguments, its root.
+
+    fsspec tells filesystems apart by a token of their init arguments; a union built from
+    layer objects (or unpickled in another thread) must still equal one over the same storage.
+    """
+    if layer is None:
+        return None
+    fs = layer.fs
+    return (type(layer).__qualname__, type(fs).__qualname__,
+            tokenize(fs.storage_args, fs.storage_options), layer.root)
+
+
+class LayerFile(io.IOBase):
+    """A layer's open file with the attributes fsspec's helpers read (``size``, ``path``,
+    ``mode``, ``fs``): `cat_file` and `tail` seek from ``size`` for reads from the end, as
+    zarr asks for a shard's index. Everything else is the layer's file (as fsspec's
+    `LocalFileOpener` wraps a local one)."""
+
+    def __init__(self, f: IO[bytes], fs: UnionFileSystem, path: str, mode: str) -> None:
+        self.f = f
+        self.fs = fs
+        self.path = path
+        self.mode = mode
+
+    @property
+    def size(self) -> int:
+        """The file's length now (what has reached the layer, for a file being written)."""
+        known = getattr(self.f, "size", None)
+        if isinstance(known, int):
+            return known
+        try:
+            return os.fstat(self.f.fileno()).st_size
+        except (AttributeError, OSError):  # no descriptor (io.UnsupportedOperation is an OSError)
+            here = self.f.tell()
+            end = self.f.seek(0, os.SEEK_END)
+            self.f.seek(here)
+            return end
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self.f.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        return self.f.readinto(buffer)  # type: ignore[attr-defined]
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self.f.readline(size)
+
+    def write(self, data: Any) -> int:
+        return self.f.write(data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self.f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def truncate(self, size: int | None = None) -> int:
+        return self.f.truncate(size)
+
+    def readable(self) -> bool:
+        return self.f.readable()
+
+    def writable(self) -> bool:
+        return self.f.writable()
+
+    def seekable(self) -> bool:
+        return self.f.seekable()
+
+    def fileno(self) -> int:
+        return self.f.fileno()
+
+    def flush(self) -> None:
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.f.closed
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "f":  # not set yet: never recurse
+            raise AttributeError(name)
+        return getattr(self.f, name)
 
 
 class UnionFileSystem(AbstractFileSystem):
@@ -60,6 +151,23 @@ class UnionFileSystem(AbstractFileSystem):
             self.static = open_layer(static, static_options)
         self._resolver = Resolver(self.overlay, self.static)
         self._locks = PathLocks()
+
+    @property
+    def _fs_token(self) -> str:
+        """fsspec's identity of a filesystem (``==``, ``hash``, dask): the storage behind both
+        layers, so a pickled union, or one made from layer objects or in another thread,
+        equals every union over the same storage."""
+        return tokenize(type(self).__qualname__, _storage_key(self.overlay), _storage_key(self.static))
+
+    def __repr__(self) -> str:
+        """Roots and token, no options (they may hold secrets). fsspec tokenizes filesystems
+        that wrap this one (zarr's async wrapper, dirfs) by their arguments' repr: a repr
+        naming the storage, not the object's address, lets them compare equal as this does."""
+        def url(layer: Layer | None) -> str | None:
+            return None if layer is None else layer.fs.unstrip_protocol(layer.root)
+
+        return (f"UnionFileSystem(overlay={url(self.overlay)!r}, static={url(self.static)!r}, "
+                f"token={self._fs_token})")
 
     # ------------------------------------------------------------------ paths
 
@@ -219,32 +327,74 @@ class UnionFileSystem(AbstractFileSystem):
         return self.overlay.statfs()
 
     def _open(self, path: str, mode: str = "rb", block_size: Any = None, autocommit: bool = True,
-              cache_options: Any = None, **kwargs: Any) -> IO[bytes]:
+              cache_options: Any = None, **kwargs: Any) -> LayerFile:
         path = self._strip_protocol(path)
         if "r" in mode and "+" not in mode:
             hit = self._hit(path)
             if hit.is_dir:
                 raise _error(errno.EISDIR, path)
-            return hit.layer.open(path, mode)
-        if "x" in mode and self.lookup(path) is not None:
+            return LayerFile(hit.layer.open(path, mode), self, path, mode)
+        existing = self.lookup(path)  # once: a second look could see another thread's file
+        if existing is not None and "x" in mode:
             raise _error(errno.EEXIST, path)
-        truncating = "w" in mode or "x" in mode
-        existing = self.lookup(path)
         if existing is not None and existing.is_dir:
             raise _error(errno.EISDIR, path)  # before any copy-up: a directory is never opened to write
+        keep_data = "w" not in mode and "x" not in mode
         if existing is None:
-            if not truncating:
-                raise _error(errno.ENOENT, path)
-            self.makedirs(posixpath.dirname(path), exist_ok=True)
+            if "r" in mode:
+                raise _error(errno.ENOENT, path)  # r+ opens only what exists; a creates, as open(2)
+            self._make_parents(path)
             try:
                 self.create(path)
             except FileExistsError:
                 if "x" in mode:
                     raise
-                self.copy_up(path, with_data=False)  # made by another thread meanwhile
+                self.copy_up(path, with_data=keep_data)  # made by another thread meanwhile
         else:
-            self.copy_up(path, with_data=not truncating)
-        return self.overlay.open(path, mode.replace("x", "w"))
+            self.copy_up(path, with_data=keep_data)
+        return LayerFile(self.overlay.open(path, mode.replace("x", "w")), self, path, mode)
+
+    def _make_parents(self, path: str) -> None:
+        """Make ``path``'s missing ancestors, as fsspec's auto_mkdir; a parent that is a file
+        is left for the creating call to report (ENOTDIR)."""
+        parent = posixpath.dirname(path)
+        if parent and self.lookup(parent) is None:
+            self.makedirs(parent, exist_ok=True)
+
+    # ---------------------------------------------------------- fsspec: bulk copies
+
+    def expand_path(self, path: Any, recursive: bool = False, maxdepth: int | None = None,
+                    **kwargs: Any) -> list[str]:
+        """As fsspec's; a path spelled from the root (``/dir``) expands to paths spelled so
+        too, as a local filesystem's absolute paths (see `_rooted`)."""
+        out = super().expand_path(path, recursive=recursive, maxdepth=maxdepth, **kwargs)
+        if isinstance(path, str) and path.startswith("/"):
+            return ["/" + p for p in out]
+        return out
+
+    @classmethod
+    def _rooted(cls, path: Any) -> Any:
+        """``path`` spelled from the root, keeping a trailing slash (it means "the contents").
+
+        fsspec's bulk copies name each target by cutting the source's parent off the
+        source's paths; a name at the union root ("dir") has no parent to cut, so "dir/a"
+        would land as "TARGET/a". Spelled "/dir/a", its parent is "" and it lands as
+        "TARGET/dir/a", as a local path would.
+        """
+        if not isinstance(path, str):
+            return path  # lists are copied flat: no parent is cut
+        stripped = cls._strip_protocol(path)
+        return "/" + stripped + ("/" if stripped and path.endswith("/") else "")
+
+    def get(self, rpath: Any, lpath: Any, recursive: bool = False, callback: Any = DEFAULT_CALLBACK,
+            maxdepth: int | None = None, **kwargs: Any) -> None:
+        super().get(self._rooted(rpath), lpath, recursive=recursive, callback=callback,
+                    maxdepth=maxdepth, **kwargs)
+
+    def copy(self, path1: Any, path2: Any, recursive: bool = False, maxdepth: int | None = None,
+             on_error: str | None = None, **kwargs: Any) -> None:
+        super().copy(self._rooted(path1), path2, recursive=recursive, maxdepth=maxdepth,
+                     on_error=on_error, **kwargs)
 
     # -------------------------------------------------------------- copy-up
 
@@ -397,10 +547,17 @@ class UnionFileSystem(AbstractFileSystem):
             self._drop_whiteout(path)
 
     def touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
+        """Create an empty file (and its missing parents, as fsspec's touch), or truncate or
+        re-time an existing one."""
         path = self._strip_protocol(path)
         if self.lookup(path) is None:
-            self.create(path)
-        elif truncate:
+            self._make_parents(path)
+            try:
+                self.create(path)
+                return
+            except FileExistsError:
+                pass  # another thread made it meanwhile: touch that one
+        if truncate:
             self.truncate(path, 0)
         else:
             now = time.time_ns()
@@ -592,7 +749,9 @@ class UnionFileSystem(AbstractFileSystem):
         except OSError as e:
             if e.errno != errno.EXDEV:
                 raise
-            self.copy(path1, path2, recursive=True)
+            # rename(2) said EXDEV: path2 is absent or an empty directory, which the
+            # directory's contents fill (a trailing slash), as the rename would have.
+            self.copy(self._rooted(path1).rstrip("/") + "/", path2, recursive=True)
             self.rm(path1, recursive=True)
 
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
