@@ -140,12 +140,13 @@ def mount(config: str, mountpoint: str, foreground: bool, option_strings: tuple[
             config_abs = config if split_mount_options(option_strings)[1] else absolute_path(config)
         except (ConfigError, OptionError) as e:
             _fail(e)
-        argv = ["mount", "-f", "--lock-fd", str(claim.fd), *(["--base-dir", cwd] if cwd else []),
+        locked = ["--lock-fd", str(claim.fd)] if claim.fd >= 0 else []  # none on an autofs trigger
+        argv = ["mount", "-f", *locked, *(["--base-dir", cwd] if cwd else []),
                 config_abs, claim.path]
         for text in option_strings:
             argv += ["-o", text]
         try:
-            start_background(argv, claim.path, pass_fds=(claim.fd,))
+            start_background(argv, claim.path, pass_fds=(claim.fd,) if claim.fd >= 0 else ())
         except MountError as e:
             _fail(e)
 

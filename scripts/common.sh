@@ -1,6 +1,12 @@
 # Shared setup for scripts/*.sh, sourced by them: FUSE 3 and a Python venv from apt when
 # missing, then the repo's .venv with copickfs installed editable. Sets REPO and VENV.
 # Made for Debian/Ubuntu run as root (or with sudo); elsewhere install fuse3 yourself.
+# Usage: source "$(dirname "${BASH_SOURCE[0]}")/common.sh"   (from a script in scripts/)
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then  # run, not sourced: it only explains itself
+    sed -n '1,/^$/{/^$/d;s/^# \{0,1\}//;p;}' "$0"
+    case "${1:-}" in -h|--help) exit 0 ;; *) exit 2 ;; esac
+fi
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv"

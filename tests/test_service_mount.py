@@ -213,3 +213,25 @@ def test_a_killed_daemon_is_cleared_and_fsynced_writes_survive(roots, tmp_path: 
     with mounted(config, mnt):
         assert (mnt / "a" / "kept.bin").read_bytes() == b"fsynced\n"
         assert (mnt / "a" / "f.txt").read_bytes() == b"static\n"
+
+
+def test_an_autofs_trigger_is_neither_opened_nor_listed(monkeypatch, roots) -> None:
+    """Under fstab's x-systemd.automount the mount point is an autofs trigger when mount(8)
+    runs us: opening or listing it would ask for the very mount being made, and wait."""
+    from copickfs.config import load_config
+    from copickfs.mount import preflight
+
+    config, _, overlay, mnt = roots
+    touched: list[str] = []
+    real_open, real_listdir = os.open, os.listdir
+    monkeypatch.setattr(preflight, "mount_type", lambda p: "autofs" if p == str(mnt) else None)
+    monkeypatch.setattr(os, "open", lambda p, *a, **k: touched.append(str(p)) or real_open(p, *a, **k))
+    monkeypatch.setattr(os, "listdir", lambda p=".": touched.append(str(p)) or real_listdir(p))
+    with preflight.claim_mountpoint(str(mnt), load_config(config)) as claim:
+        assert claim.path == str(mnt) and claim.fd == -1
+    assert touched == []
+    inside = overlay / "m"
+    inside.mkdir()
+    monkeypatch.setattr(preflight, "mount_type", lambda p: "autofs")
+    with pytest.raises(preflight.MountError, match="lies inside overlay_root"):
+        preflight.claim_mountpoint(str(inside), load_config(config))

@@ -11,6 +11,7 @@ from ..config import CopickConfig, redacted
 from ..options import MountOptions, size_bytes
 from ..precomputed import PrecomputedView
 from ..union import UnionFileSystem
+from .notify import MountWatcher, Notifier
 
 log = logging.getLogger("copickfs.mount")
 
@@ -35,13 +36,20 @@ def fuse_options(config: CopickConfig, options: MountOptions) -> list[str]:
 
 
 def run_foreground(config: CopickConfig, mountpoint: str, options: MountOptions) -> None:
-    """Serve the mount until it is unmounted or the process gets SIGINT/SIGTERM."""
+    """Serve the mount until it is unmounted or the process gets SIGINT/SIGTERM.
+
+    Under systemd (``Type=notify``) it reports READY=1 once the mount answers and
+    STOPPING=1 when the loop ends, before unmounting (see `notify`).
+    """
     from ..storage.roots import describe_union
     from .operations import UnionHandler  # loads libfuse3
     from .session import FuseSession
-    from .status import StatusReport
+    from .status import MetricsFile, StatusReport
 
     _configure_logging(options)
+    notifier = Notifier()
+    layers = _layers_text(config)
+    notifier.status(f"Mounting {layers} at {mountpoint}")
     os.umask(0)  # modes are the callers' (the kernel applied their umask); ours must not leak
     union = union_from_config(config, options)
     cleared = union.clear_work_area()
@@ -52,18 +60,38 @@ def run_foreground(config: CopickConfig, mountpoint: str, options: MountOptions)
     status = StatusReport(mountpoint, config, options, lambda: describe_union(union))
     handler = UnionHandler(source, options, mountpoint, status)
     session = FuseSession(handler, mountpoint, fuse_options(config, options), threads=options.threads,
-                          debug=options.debug)
+                          debug=options.debug, on_loop_end=lambda: notifier.stopping(f"Unmounting {mountpoint}"))
     handler.session = session
+    metrics = MetricsFile(status, options.metrics_file, options.metrics_interval) if options.metrics_file else None
+    if metrics is not None:
+        metrics.start()
+    watcher = MountWatcher(mountpoint, lambda: notifier.ready(f"Serving {layers} at {mountpoint}"))
+    if notifier.enabled:
+        watcher.start()
     try:
         result = session.run()
+    except BaseException as e:
+        notifier.stopping(f"Failed: {e}")
+        raise
     finally:
+        watcher.stop()
+        notifier.stopping(f"Unmounted {mountpoint}")  # a no-op when the loop's end already said so
+        if metrics is not None:
+            metrics.stop()
         from ..storage.roots import close_union
 
         owed = close_union(union)
         if owed:
             log.warning("%d upload(s) still pending; the next mount of this overlay resumes them", owed)
+            notifier.status(f"Unmounted {mountpoint}; {owed} upload(s) pending for the next mount")
     if result < 0:
+        notifier.status(f"Failed: the FUSE loop failed: {os.strerror(-result)}")
         raise RuntimeError(f"the FUSE loop failed: {os.strerror(-result)}")
+
+
+def _layers_text(config: CopickConfig) -> str:
+    overlay = redacted(config.overlay_root)
+    return f"{overlay} over {redacted(config.static_root)}" if config.static_root else overlay
 
 
 def _remove_leftovers(union: UnionFileSystem) -> None:

@@ -14,7 +14,7 @@ import os
 import stat
 
 from ..config import CopickConfig, local_root
-from .mountinfo import is_mounted
+from .mountinfo import is_mounted, mount_type
 
 
 class MountError(RuntimeError):
@@ -51,6 +51,12 @@ def claim_mountpoint(mountpoint: str, config: CopickConfig, lock_fd: int | None 
     and holds the lock already; it must be a descriptor of this very directory.
     """
     path = os.path.realpath(os.path.abspath(mountpoint))  # the kernel lists resolved mount points
+    if mount_type(path) == "autofs":
+        # systemd's .automount (fstab x-systemd.automount) mounts us on its autofs trigger,
+        # and serialises the mounts itself. Opening or listing the trigger would ask for
+        # this very mount and wait for it: check what needs no access, take no lock.
+        _check_outside_roots(mountpoint, path, config)
+        return MountPointClaim(path, -1)
     if is_mounted(path):
         raise MountError(f"mount point {mountpoint} is already mounted (copickfs unmount {mountpoint})")
     fd = _inherited(lock_fd, mountpoint, path) if lock_fd is not None else _open_directory(mountpoint, path)
@@ -71,15 +77,19 @@ def claim_mountpoint(mountpoint: str, config: CopickConfig, lock_fd: int | None 
                 raise MountError(f"mount point {mountpoint} is not empty")
         except OSError as e:
             raise MountError(f"mount point {mountpoint}: cannot list: {e.strerror}") from None
-        for field in ("overlay_root", "static_root"):
-            url = getattr(config, field)
-            root = local_root(url) if url else None
-            if root is not None and os.path.commonpath([path, root]) == root:
-                raise MountError(f"mount point {mountpoint} lies inside {field} {url}")
+        _check_outside_roots(mountpoint, path, config)
     except BaseException:
         os.close(fd)
         raise
     return MountPointClaim(path, fd)
+
+
+def _check_outside_roots(mountpoint: str, path: str, config: CopickConfig) -> None:
+    for field in ("overlay_root", "static_root"):
+        url = getattr(config, field)
+        root = local_root(url) if url else None
+        if root is not None and os.path.commonpath([path, root]) == root:
+            raise MountError(f"mount point {mountpoint} lies inside {field} {url}")
 
 
 def check_mountpoint(mountpoint: str, config: CopickConfig) -> str:

@@ -599,8 +599,9 @@ class FuseSession:
 
     def __init__(self, handler: Any, mountpoint: str, options: list[str] | tuple[str, ...] = (),
                  threads: bool = True, debug: bool = False, *, max_threads: int | None = None,
-                 clone_fd: bool = False) -> None:
+                 clone_fd: bool = False, on_loop_end: Callable[[], None] | None = None) -> None:
         self.handler = handler
+        self.on_loop_end = on_loop_end  # called when serving ends, before the unmount
         self.mountpoint = os.path.abspath(mountpoint)
         self.options = list(options)
         self.threads, self.debug, self.max_threads, self.clone_fd = threads, debug, max_threads, clone_fd
@@ -637,6 +638,7 @@ class FuseSession:
                     try:
                         result = self._loop(se)
                     finally:
+                        _quietly(self.on_loop_end)
                         fuse_session_unmount(se)
                 finally:
                     fuse_remove_signal_handlers(se)
