@@ -194,8 +194,7 @@ def test_bad_inputs_fail_with_clear_errors(tmp_path: Path) -> None:
     root = CopickRootFSSpec(config(tmp_path))
     run = root.new_run("TS_001")
     for call, match in [
-        (lambda: run.new_picks("ribosome", "1", user_id="a_b"), "invalid user_id 'a_b'"),
-        (lambda: run.new_picks("ribosome", "se/ss"), "invalid session_id"),
+        (lambda: run.new_picks("ribosome", "1", user_id="__"), "user_id '__' cannot be empty"),
         (lambda: run.new_picks("nucleosome", "1"), "not a pickable object"),
         (lambda: run.new_voxel_spacing(10.1234), "more than three decimals"),
         (lambda: run.new_voxel_spacing(-1), "positive"),
@@ -207,6 +206,9 @@ def test_bad_inputs_fail_with_clear_errors(tmp_path: Path) -> None:
     ]:
         with pytest.raises(ValueError, match=match):
             call()
+    # As copick's sanitize_name: characters a name part may not hold become '-', rather than failing.
+    assert (run.new_picks("ribosome", "se/ss", user_id="a_b").path
+            == "ExperimentRuns/TS_001/Picks/a-b_se-ss_ribosome.json")
     no_user = CopickRootFSSpec(config(tmp_path, user_id=None))
     with pytest.raises(ValueError, match="no user_id"):
         no_user.get_run("TS_001").new_picks("ribosome", "1")
@@ -269,9 +271,10 @@ def test_segmentation_names_parse_back(tmp_path: Path) -> None:
     run.refresh()
     multilabel = run.get_segmentations(is_multilabel=True)
     assert [(s.name, s.voxel_size, s.user_id, s.session_id) for s in multilabel] == [("cells", 7.84, "me", "3")]
-    assert multilabel[0].numpy().dtype == np.uint16 and set(np.unique(multilabel[0].numpy("1"))) <= {0, 1, 2}
+    # As copick: stored in the smallest unsigned type that holds every value, whatever the input's type.
+    assert multilabel[0].numpy().dtype == np.uint8 and set(np.unique(multilabel[0].numpy("1"))) <= {0, 1, 2}
     assert [s.name for s in run.get_segmentations(voxel_size=10.0)] == ["ribosome"]
-    assert run.get_segmentations(name="ribosome")[0].numpy().dtype == np.bool_
+    assert run.get_segmentations(name="ribosome")[0].numpy().dtype == np.uint8
 
 
 def test_features_and_object_maps(tmp_path: Path) -> None:

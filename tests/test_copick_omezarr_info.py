@@ -121,3 +121,15 @@ def test_info_lines_report_progress_per_run(tmp_path: Path) -> None:
     lines = list(info_lines(root, "p", Progress(3, stream=stream, delay=0, force=True)))
     assert lines == ["p  (3 runs)", "├── TS_1  [overlay]", "├── TS_2  [overlay]", "└── TS_3  [overlay]"]
     assert "listing runs 3/3" in stream.getvalue()
+
+
+def test_levels_are_copicks_odd_sizes_pad_with_zeros_and_labels_take_the_nearest_voxel() -> None:
+    # scikit-image's downscale_local_mean, as copick: the block past an odd edge is averaged with zeros.
+    level = downsample(np.ones((3, 3, 3), dtype=np.float32), labels=False)
+    assert level.shape == (2, 2, 2) and level[0, 0, 0] == 1.0 and level[1, 1, 1] == 0.125
+    # rescale(order=0), as copick: round(n / 2) voxels (half to even), each the nearest on the grid.
+    ramp = np.arange(11)[:, None, None] * np.ones((1, 9, 5), dtype=np.uint16)
+    labels = downsample(ramp, labels=True)
+    assert labels.shape == (6, 4, 2) and labels[:, 0, 0].tolist() == [0, 2, 4, 6, 8, 10]
+    assert downsample(np.arange(9)[None, :, None] * np.ones((1, 1, 1), dtype=np.uint16), labels=True)[0, :, 0].tolist() \
+        == [1, 3, 5, 7]

@@ -101,7 +101,7 @@ class UnionStoreTests(StoreTests[FsspecStore, cpu.Buffer]):
         self._union(store).pipe_file(f"{store.path}/{key}", value.to_bytes())
 
     def test_store_repr(self, store: FsspecStore) -> None:
-        assert str(store) == f"<FsspecStore(AsyncFileSystemWrapper, {STORE_PATH})>"
+        assert str(store) == f"<FsspecStore(UnionAsyncFileSystem, {STORE_PATH})>"
 
     def test_store_supports_writes(self, store: FsspecStore) -> None:
         assert store.supports_writes

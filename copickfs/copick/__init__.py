@@ -4,8 +4,10 @@ Classes, attributes and on-disk layout follow ``copick.impl.filesystem``; entiti
 thin views over `copickfs.union.UnionFileSystem`.
 """
 
+from .filaments import CopickFilamentsFSSpec
 from .files import CopickMeshFSSpec, CopickPicksFSSpec
-from .models import (CopickConfig, CopickConfigFSSpec, CopickFeaturesMeta, CopickLocation, CopickMeshMeta,
+from .models import (CopickConfig, CopickConfigFSSpec, CopickFeaturesMeta, CopickFilament, CopickFilamentCurve,
+                     CopickFilamentsFile, CopickLocation, CopickMeshMeta,
                      CopickPicksFile, CopickPoint, CopickRunMeta, CopickSegmentationMeta, CopickTomogramMeta,
                      CopickVoxelSpacingMeta, PickableObject, PicksFileError)
 from .omezarr import write_multiscale
@@ -15,7 +17,8 @@ from .run import CopickRunFSSpec, CopickVoxelSpacingFSSpec
 from .volumes import CopickFeaturesFSSpec, CopickObjectFSSpec, CopickSegmentationFSSpec, CopickTomogramFSSpec
 
 __all__ = [
-    "CopickConfig", "CopickConfigFSSpec", "CopickFeaturesFSSpec", "CopickFeaturesMeta", "CopickLocation",
+    "CopickConfig", "CopickConfigFSSpec", "CopickFeaturesFSSpec", "CopickFilamentsFSSpec", "CopickFeaturesMeta", "CopickLocation",
+    "CopickFilament", "CopickFilamentCurve", "CopickFilamentsFile",
     "CopickMeshFSSpec", "CopickMeshMeta", "CopickObjectFSSpec", "CopickPicksFSSpec", "CopickPicksFile",
     "CopickPoint", "CopickRootFSSpec", "CopickRunFSSpec", "CopickRunMeta", "CopickSegmentationFSSpec",
     "CopickSegmentationMeta", "CopickTomogramFSSpec", "CopickTomogramMeta", "CopickVoxelSpacingFSSpec",

@@ -115,17 +115,21 @@ class VolumeEntity(Entity):
     def _volume(self, zarr_group: str, x: slice, y: slice, z: slice) -> np.ndarray:
         return np.asarray(self._array(zarr_group)[..., z, y, x])
 
-    def _write(self, data: np.ndarray, voxel_size: float, levels: int, dtype: Any, zarr_format: int) -> None:
+    def _write(self, data: np.ndarray, voxel_size: float, levels: int, dtype: Any, zarr_format: int,
+               metadata: dict[str, Any] | None = None) -> None:
         self._check_writable("write")
         omezarr.write_multiscale(self.zarr(), data, voxel_size, levels=levels, labels=self.labels, dtype=dtype,
-                                 name=self._name_for_metadata(), zarr_format=zarr_format)  # type: ignore[arg-type]
+                                 name=self._name_for_metadata(), zarr_format=zarr_format,  # type: ignore[arg-type]
+                                 metadata=metadata)
+
+    def _writable_array(self, zarr_group: str) -> zarr.Array:
+        self._check_writable("write")
+        return zarr.open_group(self.zarr(), mode="r+")[zarr_group]  # type: ignore[return-value]
 
     def set_region(self, data: np.ndarray, zarr_group: str = "0", x: slice = slice(None),
                    y: slice = slice(None), z: slice = slice(None)) -> None:
         """Write ``data`` into a region of one level."""
-        self._check_writable("write")
-        array = zarr.open_group(self.zarr(), mode="r+")[zarr_group]
-        array[..., z, y, x] = data  # type: ignore[index]
+        self._writable_array(zarr_group)[..., z, y, x] = data  # type: ignore[index]
 
     def _name_for_metadata(self) -> str:
         return ""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import paths
+from . import paths, relion
 from .base import Entity, discard
 from .models import CopickLocation, CopickMeshMeta, CopickPicksFile, CopickPoint
 
@@ -113,27 +113,57 @@ class CopickPicksFSSpec(_RunFile):
         transforms = np.array([p.transformation for p in points], dtype=float)
         return positions.reshape(len(points), 3), transforms.reshape(len(points), 4, 4)
 
+    def instance_ids(self) -> np.ndarray:
+        """Each point's instance ID (0 where none is set)."""
+        return np.array([0 if p.instance_id is None else p.instance_id for p in self.points], dtype=np.int64)
+
+    def scores(self) -> np.ndarray:
+        """Each point's score (1.0 where none is set)."""
+        return np.array([1.0 if p.score is None else p.score for p in self.points], dtype=float)
+
+    def full_positions(self) -> np.ndarray:
+        """Particle centres: each location plus its transform's translation (shifts from averaging)."""
+        positions, transforms = self.numpy()
+        return positions + transforms[:, :3, 3] if len(positions) else positions
+
     def from_numpy(self, positions: np.ndarray, transforms: np.ndarray | None = None,
                    instance_ids: np.ndarray | None = None, scores: np.ndarray | None = None) -> None:
-        """Replace the points and store them."""
+        """Replace the points and store them; copick's checks and messages."""
         positions = np.asarray(positions, dtype=float).reshape(-1, 3)
         n = len(positions)
-        for name, values, shape in (("transforms", transforms, (n, 4, 4)), ("instance_ids", instance_ids, (n,)),
-                                    ("scores", scores, (n,))):
-            if values is not None and np.shape(values) != shape:
-                raise ValueError(f"{name} must have shape {shape}, got {np.shape(values)}")
+        if transforms is not None and n != np.shape(transforms)[0]:
+            raise ValueError("Number of positions and transforms must be the same.")
+        ids = _checked_instance_ids(instance_ids, n)
+        if scores is not None:
+            scores = np.asarray(scores, dtype=float)
+            if scores.shape != (n,):
+                raise ValueError(f"scores must have shape ({n},), got {scores.shape}.")
+            if not np.all(np.isfinite(scores)):
+                raise ValueError("scores must be finite.")
         points = []
         for i, (x, y, z) in enumerate(positions):
             point = CopickPoint(location=CopickLocation(x=x, y=y, z=z))
             if transforms is not None:
                 point.transformation = np.asarray(transforms[i])
-            if instance_ids is not None:
-                point.instance_id = int(instance_ids[i])
+            if ids is not None:
+                point.instance_id = int(ids[i])
             if scores is not None:
                 point.score = float(scores[i])
             points.append(point)
         self.points = points
         self.store()
+
+    def df(self, format: str = "relion", **kwargs: Any) -> Any:
+        """The points as a pandas DataFrame of RELION columns (needs pandas and scipy)."""
+        if format != "relion":
+            raise ValueError(f"Format {format} is not supported.")
+        return relion.picks_to_df(self, **kwargs)
+
+    def from_df(self, df: Any, format: str = "relion", **kwargs: Any) -> None:
+        """Set and store the points from a DataFrame of RELION columns."""
+        if format != "relion":
+            raise ValueError(f"Format {format} is not supported.")
+        relion.df_to_picks(self, df, **kwargs)
 
     def _forget(self) -> None:
         discard(self.run._picks, self)
@@ -183,11 +213,37 @@ class CopickMeshFSSpec(_RunFile):
         return self._read()
 
     def _encode(self) -> bytes:
-        if self._mesh is None:
-            raise ValueError(f"{self.path}: no mesh to store; set .mesh first")
+        if self._mesh is None:  # never loaded: what is stored stays, a new mesh is an empty scene (as copick)
+            return self._read() if self.fs.exists(self._relpath) else empty_glb()
         if isinstance(self._mesh, (bytes, bytearray, memoryview)):
             return bytes(self._mesh)
         return self._mesh.export(file_type="glb")
 
     def _forget(self) -> None:
         discard(self.run._meshes, self)
+
+
+def _checked_instance_ids(values: np.ndarray | None, n: int) -> np.ndarray | None:
+    """Instance IDs as int64: ``n`` of them, integral and non-negative."""
+    if values is None:
+        return None
+    ids = np.asarray(values)
+    if ids.shape != (n,):
+        raise ValueError(f"instance_ids must have shape ({n},), got {ids.shape}.")
+    as_float = ids.astype(float)
+    if ids.size and (not np.all(np.isfinite(as_float)) or not np.all(np.mod(as_float, 1) == 0)):
+        raise ValueError("instance_ids must be integers.")
+    ids = ids.astype(np.int64)
+    if ids.size and ids.min() < 0:
+        raise ValueError("instance_ids must be >= 0.")
+    return ids
+
+
+def empty_glb() -> bytes:
+    """A binary glTF of an empty scene: what copick stores for a new mesh before it has geometry."""
+    import json
+    import struct
+
+    text = json.dumps({"asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": []}]}).encode()
+    text += b" " * (-len(text) % 4)
+    return struct.pack("<III", 0x46546C67, 2, 12 + 8 + len(text)) + struct.pack("<II", len(text), 0x4E4F534A) + text

@@ -11,9 +11,11 @@ import json
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..config import CopickConfig, PickableObject
+from .filament_models import CopickFilament, CopickFilamentCurve, CopickFilamentsFile
+from .paths import segmentation_type
 
 #: copick's name for the filesystem config; it is the very config the mount reads.
 CopickConfigFSSpec = CopickConfig
@@ -115,14 +117,25 @@ class CopickMeshMeta(BaseModel):
 
 
 class CopickSegmentationMeta(BaseModel):
+    """A segmentation's key; at most one of the type flags is set (none: binary)."""
+
     user_id: str
     session_id: str
     name: str
     is_multilabel: bool
+    is_instance: bool = False
+    is_panoptic: bool = False
     voxel_size: float
 
+    @model_validator(mode="after")
+    def _one_type(self) -> CopickSegmentationMeta:
+        segmentation_type(self.is_multilabel, self.is_instance, self.is_panoptic)
+        return self
 
-__all__ = ["CopickConfig", "CopickConfigFSSpec", "CopickFeaturesMeta", "CopickLocation", "CopickMeshMeta",
+
+__all__ = ["CopickConfig", "CopickConfigFSSpec", "CopickFeaturesMeta", "CopickFilament", "CopickFilamentCurve",
+           "CopickFilamentsFile",
+           "CopickLocation", "CopickMeshMeta",
            "CopickPicksFile", "CopickPoint", "CopickRunMeta", "CopickSegmentationMeta", "CopickTomogramMeta",
            "CopickVoxelSpacingMeta", "PickableObject", "PicksFileError"]
 

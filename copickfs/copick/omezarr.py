@@ -15,18 +15,20 @@ import zarr
 from zarr.abc.store import Store
 from zarr.codecs import BloscCodec
 
+from . import pyramid
+
 MAX_CHUNK = 256
 DEFAULT_LEVELS = 3
 
 
 def write_multiscale(store: Store, data: np.ndarray, voxel_size: float, *, levels: int = DEFAULT_LEVELS,
                      labels: bool = False, dtype: Any = None, name: str = "",
-                     zarr_format: Literal[2, 3] = 2) -> zarr.Group:
+                     zarr_format: Literal[2, 3] = 2, metadata: dict[str, Any] | None = None) -> zarr.Group:
     """Replace what ``store`` holds with ``data`` and its 2x-downsampled levels ``1 .. levels-1``.
 
     ``data`` is ``(z, y, x)``, or ``(c, z, y, x)`` with a channel axis that is never
     downsampled. Images are downsampled by the mean of each 2x2x2 block, label volumes
-    (``labels``) by taking every second voxel, so no new label values appear.
+    (``labels``) by the nearest voxel, so no new label values appear (both as copick does).
     """
     volume = np.asarray(data if dtype is None else np.asarray(data).astype(dtype, copy=False))
     if volume.ndim not in (3, 4):
@@ -46,6 +48,8 @@ def write_multiscale(store: Store, data: np.ndarray, voxel_size: float, *, level
         datasets.append({"path": str(index), "coordinateTransformations": [{"type": "scale", "scale": scale}]})
         level = downsample(level, labels)
     multiscale: dict[str, Any] = {"name": name, "axes": axes(volume.ndim), "datasets": datasets}
+    if metadata is not None:  # copick keeps e.g. a panoptic segmentation's channel names here
+        multiscale["metadata"] = metadata
     if zarr_format == 2:
         group.attrs["multiscales"] = [{"version": "0.4", **multiscale}]
     else:
@@ -72,17 +76,8 @@ def chunks_for(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def downsample(volume: np.ndarray, labels: bool) -> np.ndarray:
-    """Halve the three spatial axes (odd sizes round up, as copick's pyramids)."""
-    if labels:
-        return volume[..., ::2, ::2, ::2]
-    pad = [(0, 0)] * (volume.ndim - 3) + [(0, n % 2) for n in volume.shape[-3:]]
-    padded = np.pad(volume, pad, mode="edge") if any(p for _, p in pad) else volume
-    lead = padded.shape[:-3]
-    z, y, x = (n // 2 for n in padded.shape[-3:])
-    blocks = padded.reshape(*lead, z, 2, y, 2, x, 2)
-    axes_ = tuple(len(lead) + offset for offset in (1, 3, 5))
-    mean = blocks.mean(axis=axes_, dtype=np.float64)
-    return mean.astype(volume.dtype) if volume.dtype.kind == "f" else np.rint(mean).astype(volume.dtype)
+    """Halve the three spatial axes exactly as copick does (`pyramid`), so copick and copickfs write the same levels."""
+    return pyramid.label_level(volume) if labels else pyramid.image_level(volume)
 
 
 def _write_level(group: zarr.Group, path: str, level: np.ndarray, zarr_format: int) -> None:

@@ -8,6 +8,9 @@ Paths are relative to a project root (the union's root), in copick's layout:
     ExperimentRuns/<run>/Picks/<user>_<session>_<object>.json
     ExperimentRuns/<run>/Meshes/<user>_<session>_<object>.glb
     ExperimentRuns/<run>/Segmentations/<vs:.3f>_<user>_<session>_<name>[-multilabel].zarr
+    ExperimentRuns/<run>/InstanceSegmentations/<vs:.3f>_<user>_<session>_<object>.zarr
+    ExperimentRuns/<run>/PanopticSegmentations/<vs:.3f>_<user>_<session>_<name>.zarr
+    ExperimentRuns/<run>/Filaments/<user>_<session>_<object>.json
 
 Each parser takes one directory entry's name and returns its key, None when the name is
 not of that kind at all (a `.meta` file, a features store among tomograms), or raises
@@ -27,6 +30,12 @@ OBJECTS = "Objects"
 PICKS = "Picks"
 MESHES = "Meshes"
 SEGMENTATIONS = "Segmentations"
+INSTANCE_SEGMENTATIONS = "InstanceSegmentations"
+PANOPTIC_SEGMENTATIONS = "PanopticSegmentations"
+FILAMENTS = "Filaments"
+#: The run directory of each segmentation type; only binary and multilabel share one (told apart by the suffix).
+SEGMENTATION_DIRECTORIES = {"binary": SEGMENTATIONS, "multilabel": SEGMENTATIONS,
+                            "instance": INSTANCE_SEGMENTATIONS, "panoptic": PANOPTIC_SEGMENTATIONS}
 VOXEL_SPACING_PREFIX = "VoxelSpacing"
 ZARR, JSON, GLB = ".zarr", ".json", ".glb"
 FEATURES_SUFFIX = "_features.zarr"
@@ -55,9 +64,32 @@ class SegmentationKey(NamedTuple):
     session_id: str
     name: str
     is_multilabel: bool
+    is_instance: bool = False
+    is_panoptic: bool = False
+
+    @property
+    def kind(self) -> str:
+        return segmentation_type(self.is_multilabel, self.is_instance, self.is_panoptic)
+
+
+def segmentation_type(is_multilabel: bool, is_instance: bool = False, is_panoptic: bool = False) -> str:
+    """``binary``, ``multilabel``, ``instance`` or ``panoptic``; ValueError when more than one flag is set (copick's words)."""
+    if sum(map(bool, (is_multilabel, is_instance, is_panoptic))) > 1:
+        raise ValueError("A segmentation has one type: multilabel, instance or panoptic.")
+    return "multilabel" if is_multilabel else "instance" if is_instance else "panoptic" if is_panoptic else "binary"
 
 
 # ------------------------------------------------------------------ names and numbers
+
+def sanitize_name(value: str, what: str) -> str:
+    """copick's sanitize_name: invalid characters become '-', leading/trailing '-' go; then checked."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, got {value!r}")
+    sanitized = _INVALID.sub("-", value).strip("-")
+    if not sanitized:
+        raise ValueError(f"{what} {value!r} cannot be empty or consist only of invalid characters")
+    return check_name(sanitized, what)
+
 
 def check_name(value: str, what: str) -> str:
     """``value`` if copick accepts it as a name part (no "_", "/", spaces, ...); else ValueError."""
@@ -141,7 +173,11 @@ def segmentation_name(key: SegmentationKey) -> str:
 
 
 def segmentation_path(run: str, key: SegmentationKey) -> str:
-    return f"{run_path(run)}/{SEGMENTATIONS}/{segmentation_name(key)}"
+    return f"{run_path(run)}/{SEGMENTATION_DIRECTORIES[key.kind]}/{segmentation_name(key)}"
+
+
+def filaments_path(run: str, key: PartsKey) -> str:
+    return f"{run_path(run)}/{FILAMENTS}/{parts_name(key, JSON)}"
 
 
 def object_path(name: str) -> str:
@@ -205,7 +241,24 @@ def parse_mesh(name: str) -> PartsKey | None:
     return _parse_parts(name, GLB)
 
 
-def parse_segmentation(name: str) -> SegmentationKey | None:
+def parse_filaments(name: str) -> PartsKey | None:
+    return _parse_parts(name, JSON)
+
+
+def segmentation_parser(kind: str):  # type: ignore[no-untyped-def]
+    """The parser of one segmentation directory: its names carry no type mark but the multilabel suffix."""
+    if kind == "binary":
+        return parse_segmentation
+
+    def parse(name: str) -> SegmentationKey | None:
+        key = parse_segmentation(name, allow_multilabel=False)
+        if key is None:
+            return None
+        return key._replace(is_instance=kind == "instance", is_panoptic=kind == "panoptic")
+    return parse
+
+
+def parse_segmentation(name: str, allow_multilabel: bool = True) -> SegmentationKey | None:
     if not name.endswith(ZARR) or is_hidden(name):
         return None
     parts = name[: -len(ZARR)].split("_")
@@ -216,7 +269,7 @@ def parse_segmentation(name: str) -> SegmentationKey | None:
         voxel_size = float(size)
     except ValueError:
         raise MalformedName(f"voxel size {size!r} is not a number") from None
-    multilabel = label.endswith(MULTILABEL_SUFFIX)
+    multilabel = allow_multilabel and label.endswith(MULTILABEL_SUFFIX)
     key = SegmentationKey(voxel_size, user, session, label.removesuffix(MULTILABEL_SUFFIX), multilabel)
     if not key.name:
         raise MalformedName("the segmentation has no name")

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import paths
 from .base import Entity, discard, reuse
+from .filaments import CopickFilamentsFSSpec
 from .files import CopickMeshFSSpec, CopickPicksFSSpec
-from .models import (CopickMeshMeta, CopickPicksFile, CopickRunMeta, CopickSegmentationMeta, CopickTomogramMeta,
-                     CopickVoxelSpacingMeta)
+from .models import (CopickFilamentsFile, CopickMeshMeta, CopickPicksFile, CopickRunMeta, CopickSegmentationMeta,
+                     CopickTomogramMeta, CopickVoxelSpacingMeta)
 from .query import query
 from .volumes import CopickSegmentationFSSpec, CopickTomogramFSSpec
 
@@ -48,6 +49,7 @@ class CopickRunFSSpec(DirectoryEntity):
         self._picks: list[CopickPicksFSSpec] | None = None
         self._meshes: list[CopickMeshFSSpec] | None = None
         self._segmentations: list[CopickSegmentationFSSpec] | None = None
+        self._filaments: list[CopickFilamentsFSSpec] | None = None
 
     def __repr__(self) -> str:
         return f"CopickRunFSSpec(name={self.name!r})"
@@ -59,6 +61,11 @@ class CopickRunFSSpec(DirectoryEntity):
     @property
     def name(self) -> str:
         return self.meta.name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        """As copick: renames the object only; its paths follow, nothing moves on storage."""
+        self.meta.name = value
 
     @property
     def _relpath(self) -> str:
@@ -80,6 +87,14 @@ class CopickRunFSSpec(DirectoryEntity):
         return [CopickVoxelSpacingFSSpec(self, CopickVoxelSpacingMeta(voxel_size=f.key)) for f in found]
 
     def get_voxel_spacing(self, voxel_size: float) -> CopickVoxelSpacingFSSpec | None:
+        """The voxel spacing; before the first listing, looked up alone (the listing is not made), as copick."""
+        if self._voxel_spacings is None:
+            try:
+                paths.format_voxel_size(voxel_size)
+            except ValueError:
+                return None
+            vs = CopickVoxelSpacingFSSpec(self, CopickVoxelSpacingMeta(voxel_size=float(voxel_size)))
+            return vs if vs.ensure(create=False) else None
         return next((vs for vs in self.voxel_spacings if vs.voxel_size == float(voxel_size)), None)
 
     def new_voxel_spacing(self, voxel_size: float, exist_ok: bool = False) -> CopickVoxelSpacingFSSpec:
@@ -118,6 +133,11 @@ class CopickRunFSSpec(DirectoryEntity):
 
     def tool_picks(self) -> list[CopickPicksFSSpec]:
         return [p for p in self.picks if p.from_tool]
+
+    def delete_picks(self, object_name: str | None = None, user_id: str | None = None,
+                     session_id: str | None = None) -> None:
+        for picks in list(self.get_picks(object_name, user_id, session_id)):
+            picks.delete()
 
     def new_picks(self, object_name: str, session_id: str, user_id: str | None = None,
                   exist_ok: bool = False) -> CopickPicksFSSpec:
@@ -161,10 +181,60 @@ class CopickRunFSSpec(DirectoryEntity):
             return existing
         created = CopickMeshFSSpec(self, CopickMeshMeta(pickable_object_name=object_name, user_id=key.user_id,
                                                         session_id=key.session_id), mesh=mesh)
-        if mesh is not None:
-            created.store()
+        created.store()  # as copick: the file exists at once (an empty scene until geometry is set)
         self.meshes.append(created)
         return created
+
+    def user_meshes(self) -> list[CopickMeshFSSpec]:
+        user = self.root.config.user_id
+        return self.get_meshes(user_id=user) if user is not None else [m for m in self.meshes if m.from_user]
+
+    def tool_meshes(self) -> list[CopickMeshFSSpec]:
+        return [m for m in self.meshes if m.from_tool]
+
+    def delete_meshes(self, object_name: str | None = None, user_id: str | None = None,
+                      session_id: str | None = None) -> None:
+        for mesh in list(self.get_meshes(object_name, user_id, session_id)):
+            mesh.delete()
+
+    # ------------------------------------------------------------ filaments
+
+    @property
+    def filaments(self) -> list[CopickFilamentsFSSpec]:
+        if self._filaments is None:
+            self._filaments = self.query_filaments()
+        return self._filaments
+
+    def query_filaments(self) -> list[CopickFilamentsFSSpec]:
+        found = query(self.fs, self._sub(paths.FILAMENTS), paths.parse_filaments, "file")
+        return [CopickFilamentsFSSpec(self, CopickFilamentsFile(
+            pickable_object_name=f.key.object_name, user_id=f.key.user_id, session_id=f.key.session_id,
+            run_name=self.name), read_only=f.read_only) for f in found]
+
+    def get_filaments(self, object_name: str | Iterable[str] | None = None,
+                      user_id: str | Iterable[str] | None = None,
+                      session_id: str | Iterable[str] | None = None) -> list[CopickFilamentsFSSpec]:
+        return _select(self.filaments, pickable_object_name=object_name, user_id=user_id, session_id=session_id)
+
+    def new_filaments(self, object_name: str, session_id: str, user_id: str | None = None,
+                      exist_ok: bool = False) -> CopickFilamentsFSSpec:
+        """Empty filaments of a pickable object, stored at once in the overlay."""
+        key = self._new_key(object_name, session_id, user_id)
+        existing = reuse(self.get_filaments(object_name, key.user_id, key.session_id), exist_ok,
+                         f"filaments of {object_name!r} by {key.user_id!r} in session {session_id!r}")
+        if existing is not None:
+            return existing
+        created = CopickFilamentsFSSpec(self, CopickFilamentsFile(
+            pickable_object_name=object_name, user_id=key.user_id, session_id=key.session_id, run_name=self.name))
+        created._loaded = True
+        created.store()
+        self.filaments.append(created)
+        return created
+
+    def delete_filaments(self, object_name: str | None = None, user_id: str | None = None,
+                         session_id: str | None = None) -> None:
+        for filaments in list(self.get_filaments(object_name, user_id, session_id)):
+            filaments.delete()
 
     # ------------------------------------------------------------ segmentations
 
@@ -175,42 +245,78 @@ class CopickRunFSSpec(DirectoryEntity):
         return self._segmentations
 
     def query_segmentations(self) -> list[CopickSegmentationFSSpec]:
-        found = query(self.fs, self._sub(paths.SEGMENTATIONS), paths.parse_segmentation, "dir")
-        return [CopickSegmentationFSSpec(self, CopickSegmentationMeta(**f.key._asdict()), read_only=f.read_only)
-                for f in found]
+        """Every type: binary and multilabel first, then instance, then panoptic (copick's order)."""
+        segmentations = []
+        for kind in ("binary", "instance", "panoptic"):
+            found = query(self.fs, self._sub(paths.SEGMENTATION_DIRECTORIES[kind]), paths.segmentation_parser(kind),
+                          "dir")
+            segmentations += [CopickSegmentationFSSpec(self, CopickSegmentationMeta(**f.key._asdict()),
+                                                       read_only=f.read_only) for f in found]
+        return segmentations
 
     def get_segmentations(self, user_id: str | Iterable[str] | None = None,
                           session_id: str | Iterable[str] | None = None, is_multilabel: bool | None = None,
                           name: str | Iterable[str] | None = None,
-                          voxel_size: float | Iterable[float] | None = None) -> list[CopickSegmentationFSSpec]:
+                          voxel_size: float | Iterable[float] | None = None, *, is_instance: bool | None = False,
+                          is_panoptic: bool | None = False) -> list[CopickSegmentationFSSpec]:
+        """Without a type, binary and multilabel ones (as copick); ``is_instance=None, is_panoptic=None``: any type."""
         sizes = [voxel_size] if isinstance(voxel_size, (int, float)) else voxel_size
         found = _select(self.segmentations, user_id=user_id, session_id=session_id, name=name)
-        if is_multilabel is not None:
-            found = [s for s in found if s.is_multilabel == is_multilabel]
+        for flag, wanted in (("is_multilabel", is_multilabel), ("is_instance", is_instance),
+                             ("is_panoptic", is_panoptic)):
+            if wanted is not None:
+                found = [s for s in found if getattr(s, flag) == wanted]
         if sizes is not None:
             found = [s for s in found if s.voxel_size in [float(v) for v in sizes]]
         return found
 
     def new_segmentation(self, voxel_size: float, name: str, session_id: str, is_multilabel: bool = False,
-                         user_id: str | None = None, exist_ok: bool = False) -> CopickSegmentationFSSpec:
-        """A segmentation store in the overlay; a binary one is named after a pickable object."""
-        if is_multilabel:
-            key = self._new_key(None, session_id, user_id)
-            paths.check_name(name, "segmentation name")
-        else:
-            key = self._new_key(name, session_id, user_id)
+                         user_id: str | None = None, exist_ok: bool = False, *, is_instance: bool = False,
+                         is_panoptic: bool = False) -> CopickSegmentationFSSpec:
+        """A segmentation store in the overlay; binary and instance ones are named after a pickable object."""
+        kind = paths.segmentation_type(is_multilabel, is_instance, is_panoptic)
+        if kind in ("binary", "instance") and self.root.get_object(name) is None:
+            raise ValueError(f"Object name {name} not found in pickable objects ({kind} segmentations are named "
+                             "after one).")
+        key = self._new_key(None, session_id, user_id)
+        paths.check_name(name, "segmentation name")
         paths.format_voxel_size(voxel_size)
-        found = self.get_segmentations(key.user_id, key.session_id, is_multilabel, name, float(voxel_size))
-        existing = reuse(found, exist_ok, f"segmentation {name!r} by {key.user_id!r} in session "
+        found = self.get_segmentations(key.user_id, key.session_id, is_multilabel, name, float(voxel_size),
+                                       is_instance=is_instance, is_panoptic=is_panoptic)
+        existing = reuse(found, exist_ok, f"A {kind} segmentation {name!r} by {key.user_id!r} in session "
                                           f"{session_id!r} at voxel size {voxel_size}")
         if existing is not None:
             return existing
         seg = CopickSegmentationFSSpec(self, CopickSegmentationMeta(
             user_id=key.user_id, session_id=key.session_id, name=name, is_multilabel=is_multilabel,
-            voxel_size=float(voxel_size)))
+            is_instance=is_instance, is_panoptic=is_panoptic, voxel_size=float(voxel_size)))
         seg.zarr()
         self.segmentations.append(seg)
         return seg
+
+    def user_segmentations(self) -> list[CopickSegmentationFSSpec]:
+        user = self.root.config.user_id
+        if user is None:
+            return [s for s in self.segmentations if s.from_user]
+        return self.get_segmentations(user_id=user, is_instance=None, is_panoptic=None)
+
+    def tool_segmentations(self) -> list[CopickSegmentationFSSpec]:
+        return [s for s in self.segmentations if s.from_tool]
+
+    def delete_segmentations(self, user_id: str | None = None, session_id: str | None = None,
+                             is_multilabel: bool | None = None, name: str | None = None,
+                             voxel_size: float | None = None, *, is_instance: bool | None = False,
+                             is_panoptic: bool | None = False) -> None:
+        """Like get_segmentations, without a type only binary and multilabel ones."""
+        for seg in list(self.get_segmentations(user_id, session_id, is_multilabel, name, voxel_size,
+                                               is_instance=is_instance, is_panoptic=is_panoptic)):
+            seg.delete()
+
+    def delete_voxel_spacings(self, voxel_size: float | None = None) -> None:
+        targets = self.voxel_spacings if voxel_size is None else [self.get_voxel_spacing(voxel_size)]
+        for vs in list(targets):
+            if vs is not None:
+                vs.delete()
 
     # ------------------------------------------------------------ shared
 
@@ -219,14 +325,34 @@ class CopickRunFSSpec(DirectoryEntity):
         user = user_id if user_id is not None else self.root.config.user_id
         if user is None:
             raise ValueError("no user_id: pass one or set user_id in the config")
-        paths.check_name(user, "user_id")
-        paths.check_name(str(session_id), "session_id")
+        user = paths.sanitize_name(user, "user_id")  # copick replaces invalid characters rather than refusing
+        session_id = paths.sanitize_name(str(session_id), "session_id")
         if object_name is not None and self.root.get_object(object_name) is None:
             raise ValueError(f"{object_name!r} is not a pickable object of this project")
         return paths.PartsKey(user, str(session_id), object_name or "")
 
+    def refresh_voxel_spacings(self) -> None:
+        self._voxel_spacings = self.query_voxelspacings()
+
+    def refresh_picks(self) -> None:
+        self._picks = self.query_picks()
+
+    def refresh_meshes(self) -> None:
+        self._meshes = self.query_meshes()
+
+    def refresh_segmentations(self) -> None:
+        self._segmentations = self.query_segmentations()
+
+    def refresh_filaments(self) -> None:
+        self._filaments = self.query_filaments()
+
     def refresh(self) -> None:
-        self._voxel_spacings = self._picks = self._meshes = self._segmentations = None
+        """List every child kind again now (copick re-queries; it does not merely forget)."""
+        self.refresh_voxel_spacings()
+        self.refresh_picks()
+        self.refresh_meshes()
+        self.refresh_segmentations()
+        self.refresh_filaments()
 
     def _forget(self) -> None:
         discard(self.root._runs, self)
@@ -284,8 +410,15 @@ class CopickVoxelSpacingFSSpec(DirectoryEntity):
         self.tomograms.append(tomogram)
         return tomogram
 
+    def refresh_tomograms(self) -> None:
+        self._tomograms = self.query_tomograms()
+
     def refresh(self) -> None:
-        self._tomograms = None
+        self.refresh_tomograms()
+
+    def delete_tomograms(self, tomo_type: str | None = None) -> None:
+        for tomogram in list(self.get_tomograms(tomo_type)):
+            tomogram.delete()
 
     def _forget(self) -> None:
         discard(self.run._voxel_spacings, self)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import paths
+from . import labels, paths
 from .base import ALL, VolumeEntity, discard, reuse
 from .models import CopickFeaturesMeta, CopickSegmentationMeta, CopickTomogramMeta, PickableObject
 from .query import query
@@ -90,8 +90,15 @@ class CopickTomogramFSSpec(VolumeEntity):
         self.features.append(features)
         return features
 
+    def refresh_features(self) -> None:
+        self._features = self.query_features()
+
     def refresh(self) -> None:
-        self._features = None
+        self.refresh_features()
+
+    def delete_features(self) -> None:
+        for features in list(self.features):
+            features.delete()
 
     def _delete_data(self) -> None:
         for features in list(self.features):
@@ -135,6 +142,11 @@ class CopickFeaturesFSSpec(VolumeEntity):
         array = self._array(zarr_group)
         return np.asarray(array[slices if slices is not None else ...])
 
+    def set_region(self, data: np.ndarray, zarr_group: str = "0",  # type: ignore[override]
+                   slices: tuple[slice, ...] | None = None) -> None:
+        """Write ``data`` into ``slices`` of one level (copick's features take slices over all axes)."""
+        self._writable_array(zarr_group)[slices if slices is not None else ...] = data
+
     def from_numpy(self, data: np.ndarray, levels: int = 1, dtype: Any = np.float32, zarr_format: int = 2) -> None:
         """Write ``data`` ((c,) z, y, x) as a multiscale."""
         self._write(data, self.tomogram.voxel_spacing.voxel_size, levels, dtype, zarr_format)
@@ -144,7 +156,11 @@ class CopickFeaturesFSSpec(VolumeEntity):
 
 
 class CopickSegmentationFSSpec(VolumeEntity):
-    """``Segmentations/<vs>_<user>_<session>_<name>[-multilabel].zarr``."""
+    """A segmentation store: binary or multilabel in ``Segmentations/``, instance and panoptic in their own directories.
+
+    Binary: one object, 1 inside. Multilabel: voxels hold object labels. Instance: one object,
+    voxels hold instance IDs. Panoptic: two channels, object label and instance ID.
+    """
 
     labels = True
 
@@ -155,7 +171,7 @@ class CopickSegmentationFSSpec(VolumeEntity):
 
     def __repr__(self) -> str:
         return (f"CopickSegmentationFSSpec(user_id={self.user_id!r}, session_id={self.session_id!r}, "
-                f"name={self.name!r}, is_multilabel={self.is_multilabel}, voxel_size={self.voxel_size})")
+                f"name={self.name!r}, type={self.segmentation_type!r}, voxel_size={self.voxel_size})")
 
     @property
     def root(self) -> CopickRootFSSpec:
@@ -165,14 +181,26 @@ class CopickSegmentationFSSpec(VolumeEntity):
     session_id = property(lambda self: self.meta.session_id)
     name = property(lambda self: self.meta.name)
     is_multilabel = property(lambda self: self.meta.is_multilabel)
+    is_instance = property(lambda self: self.meta.is_instance)
+    is_panoptic = property(lambda self: self.meta.is_panoptic)
     voxel_size = property(lambda self: self.meta.voxel_size)
     from_tool = property(lambda self: self.session_id == "0")
     from_user = property(lambda self: self.session_id != "0")
 
     @property
+    def segmentation_type(self) -> str:
+        return self.key.kind
+
+    @property
+    def directory(self) -> str:
+        """The run directory holding the store (copick names it, not the path)."""
+        return paths.SEGMENTATION_DIRECTORIES[self.segmentation_type]
+
+    @property
     def key(self) -> paths.SegmentationKey:
         m = self.meta
-        return paths.SegmentationKey(m.voxel_size, m.user_id, m.session_id, m.name, m.is_multilabel)
+        return paths.SegmentationKey(m.voxel_size, m.user_id, m.session_id, m.name, m.is_multilabel, m.is_instance,
+                                     m.is_panoptic)
 
     @property
     def filename(self) -> str:
@@ -183,19 +211,106 @@ class CopickSegmentationFSSpec(VolumeEntity):
         return paths.segmentation_path(self.run.name, self.key)
 
     @property
-    def color(self) -> tuple[int, int, int, int] | None:
-        obj = None if self.is_multilabel else self.root.get_object(self.name)
-        return obj.color if obj is not None else (128, 128, 128, 0)
+    def color(self) -> list[int] | tuple[int, int, int, int] | None:
+        """The object's colour; copick's grey ``[128, 128, 128, 0]`` for multilabel, panoptic and unknown names."""
+        obj = None if self.is_multilabel or self.is_panoptic else self.root.get_object(self.name)
+        return obj.color if obj is not None else [128, 128, 128, 0]
 
     def _name_for_metadata(self) -> str:
         return self.name
 
-    def numpy(self, zarr_group: str = "0", x: slice = ALL, y: slice = ALL, z: slice = ALL) -> np.ndarray:
+    def numpy(self, zarr_group: str = "0", x: slice = ALL, y: slice = ALL, z: slice = ALL,
+              channel: str | int | None = None) -> np.ndarray:
+        """One level; a panoptic segmentation gives ``(2, Z, Y, X)``, or one channel by name or index."""
+        if self.is_panoptic:
+            c: Any = slice(None) if channel is None else labels.channel_index(channel)
+            return np.asarray(self._array(zarr_group)[c, z, y, x])
+        self._no_channels(channel)
         return self._volume(zarr_group, x, y, z)
 
     def from_numpy(self, data: np.ndarray, levels: int = 1, dtype: Any = None, zarr_format: int = 2) -> None:
-        """Write a label volume; levels are downsampled without interpolation."""
-        self._write(data, self.voxel_size, levels, dtype, zarr_format)
+        """Write a label volume; levels are downsampled without interpolation and values are never narrowed."""
+        data = np.asarray(data)
+        if self.is_panoptic and (data.ndim != 4 or data.shape[0] != 2):
+            raise ValueError(f"A panoptic segmentation is a (2, Z, Y, X) array (channels {labels.PANOPTIC_CHANNELS}), "
+                             f"not {data.shape}.")
+        if dtype is None:
+            dtype = labels.label_dtype(data, floor=np.uint16 if self.is_instance or self.is_panoptic else np.uint8)
+        data = labels.checked_cast(data, dtype)
+        metadata = None
+        if self.is_panoptic:
+            labels.check_panoptic(data[0], data[1], self._object_labels())
+            metadata = {"copick": {"segmentation_type": "panoptic", "channels": list(labels.PANOPTIC_CHANNELS)}}
+        self._write(data, self.voxel_size, levels, None, zarr_format, metadata)
+
+    def set_region(self, data: np.ndarray, zarr_group: str = "0", x: slice = ALL, y: slice = ALL,  # type: ignore[override]
+                   z: slice = ALL, channel: str | int | None = None) -> None:
+        """Write a region; values that do not fit the stored dtype raise, panoptic values are checked as in from_numpy."""
+        array = self._writable_array(zarr_group)
+        if not self.is_panoptic:
+            self._no_channels(channel)
+            array[z, y, x] = labels.checked_cast(data, array.dtype)
+            return
+        if channel is None:
+            data = labels.checked_cast(data, array.dtype)
+            if data.ndim != 4 or data.shape[0] != 2:
+                raise ValueError(f"A panoptic region is a (2, z, y, x) array, not {data.shape}.")
+            labels.check_panoptic(data[0], data[1], self._object_labels())
+            array[:, z, y, x] = data
+            return
+        index = labels.channel_index(channel)
+        other = np.asarray(array[1 - index, z, y, x])
+        data = np.broadcast_to(labels.checked_cast(data, array.dtype), other.shape)
+        label_values, instances = (data, other) if index == 0 else (other, data)
+        labels.check_panoptic(label_values, instances, self._object_labels())
+        array[index, z, y, x] = data
+
+    def instance_ids(self, zarr_group: str = "0", object_name: str | None = None) -> np.ndarray:
+        """Sorted non-zero instance IDs (of ``object_name`` in a panoptic segmentation)."""
+        if self.is_instance:
+            if object_name not in (None, self.name):
+                raise ValueError(f"{self} holds instances of {self.name}, not {object_name}.")
+            found = np.unique(self.numpy(zarr_group))
+        elif self.is_panoptic:
+            if object_name is None:
+                raise ValueError("Instance IDs of a panoptic segmentation are per object; pass object_name.")
+            label_values, instances = self.numpy(zarr_group)
+            found = np.unique(instances[label_values == self._object_label(object_name)])
+        else:
+            raise ValueError(f"{self} is a {self.segmentation_type} segmentation; instance_ids() needs an instance or "
+                             "panoptic one.")
+        return found[found != 0].astype(np.int64)
+
+    def segments(self, zarr_group: str = "0") -> list[tuple[str, int]]:
+        """A panoptic segmentation's ``(object_name, instance_id)`` pairs; instance 0 is an unsplit region."""
+        if not self.is_panoptic:
+            raise ValueError(f"{self} is a {self.segmentation_type} segmentation; segments() needs a panoptic one.")
+        label_values, instances = self.numpy(zarr_group)
+        inside = label_values != 0
+        pairs = {(int(a), int(b)) for a, b in np.unique(np.stack([label_values[inside], instances[inside]], axis=1),
+                                                        axis=0)} if inside.any() else set()
+        names = {o.label: o.name for o in self.root.config.pickable_objects}
+        return sorted((names.get(label, str(label)), instance) for label, instance in pairs)
+
+    def label_volume(self, zarr_group: str = "0") -> np.ndarray:
+        return self.numpy(zarr_group, channel="label")
+
+    def instance_volume(self, object_name: str, zarr_group: str = "0") -> np.ndarray:
+        label_values, instances = self.numpy(zarr_group)
+        return np.where(label_values == self._object_label(object_name), instances, 0)
+
+    def _no_channels(self, channel: str | int | None) -> None:
+        if channel is not None:
+            raise ValueError(f"{self} is a {self.segmentation_type} segmentation; only panoptic ones have channels.")
+
+    def _object_labels(self) -> list[int | None]:
+        return [o.label for o in self.root.config.pickable_objects]
+
+    def _object_label(self, object_name: str) -> int:
+        obj = self.root.get_object(object_name)
+        if obj is None or obj.label is None:
+            raise ValueError(f"Object name {object_name} not found in pickable objects.")
+        return obj.label
 
     def _forget(self) -> None:
         discard(self.run._segmentations, self)
