@@ -36,8 +36,9 @@ class MountOptions(BaseModel):
                             description="inodes the daemon keeps before it asks the kernel to drop the "
                             "least recently used (bounds its memory)")
     static_page_cache: bool = Field(True, description="keep static files in the page cache across opens")
-    writeback_cache: bool = Field(False, description="let the kernel gather writes in the page cache: "
-                                  "faster writes; other machines see them after close or fsync")
+    writeback_cache: bool = Field(True, description="let the kernel gather writes in the page cache: "
+                                  "faster writes; other machines see them after close or fsync (off by "
+                                  "default for an object-store overlay, which other machines share)")
     read_ahead_kb: int = Field(1024, ge=0, le=MAX_READ_AHEAD_KB,
                                description="kernel read-ahead of the mount in KiB (0 keeps the kernel's "
                                f"default; at most {MAX_READ_AHEAD_KB}, 1 GiB)")
@@ -193,7 +194,9 @@ def merge_options(base: MountOptions, overrides: dict[str, Any]) -> MountOptions
             known = ", ".join(sorted(MountOptions.model_fields))
             raise OptionError(f"-o {key}: unknown mount option (known: {known})")
     try:
-        return MountOptions.model_validate({**base.model_dump(), **overrides})
+        # only what was given: ``model_fields_set`` then tells a default from a choice (the
+        # daemon turns writeback off for an object-store overlay unless it was chosen)
+        return MountOptions.model_validate({**base.model_dump(exclude_unset=True), **overrides})
     except ValidationError as e:
         first = e.errors()[0]
         raise OptionError(f"-o {first['loc'][0]}: {first['msg']}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -34,11 +35,20 @@ def test_writeback_cache_keeps_bytes_appends_and_times(roots) -> None:
     assert (roots.static / "file.txt").read_bytes() == b"static file\n"
 
 
-def test_writeback_cache_is_off_by_default(roots, mnt: Path) -> None:
-    """Unlinking a file that is still open must not turn its close into EIO (it would with writeback)."""
+def test_writeback_cache_is_on_by_default_and_unlinked_open_files_work(roots, mnt: Path) -> None:
+    """The default mount (writeback on): a file unlinked while open reads, fstats and closes."""
+    status = json.loads((mnt / ".wh..wh.status").read_bytes())
+    assert status["options"]["writeback_cache"] is True
     with open(mnt / "file.txt", "rb") as f:
         os.unlink(mnt / "file.txt")
         assert f.read() == b"static file\n"
+        assert os.fstat(f.fileno()).st_size == len(b"static file\n")
+    with open(mnt / "new.bin", "w+b") as f:
+        f.write(b"abc")
+        os.unlink(mnt / "new.bin")
+        f.write(b"def")
+        f.flush()
+        assert os.fstat(f.fileno()).st_size == 6
 
 
 def test_writeback_cache_with_a_file_unlinked_while_open(roots) -> None:

@@ -30,6 +30,8 @@ OPTIONS = {
     "listed-nested": ("precomputed_layout=nested",),
     "names-off": ("noprecomputed",),
     "names-off-no-kernel-cache": ("noprecomputed", NO_CACHE),
+    "no-writeback": ("nowriteback_cache",),
+    "no-writeback-listed-flat": ("nowriteback_cache", "precomputed_layout=flat"),
 }
 
 
@@ -51,11 +53,10 @@ def test_a_stored_chunk_is_kept_under_every_mount_option(proots: Roots, options:
     proots.seal()
     aliases = "noprecomputed" not in options
     # neuroglancer-scripts' stores are compared where the aliases are on (without them it
-    # leaves the other variants, and its reader may prefer a stale one) and the kernel
-    # caches no attributes: its store under one name leaves the sizes the kernel cached for
-    # the other names stale until attr_timeout, so their reads come back cut (our stores
-    # remove those names first, and the kernel looks them up again).
-    writers = [FileAccessor, NgFileAccessor] if aliases and NO_CACHE in options else [FileAccessor]
+    # leaves the other variants, and its reader may prefer a stale one). Its store under
+    # one name, in place, must not leave the sizes or pages the kernel cached for the other
+    # names stale: the mount has the kernel forget them.
+    writers = [FileAccessor, NgFileAccessor] if aliases else [FileAccessor]
     coords = chunk_coords()[0]
     with mounted(proots.config, proots.mountpoint, *options):
         fresh = proots.mountpoint / "fresh"

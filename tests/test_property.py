@@ -483,8 +483,10 @@ def test_mount_behaves_like_a_plain_directory(tmp_path: Path) -> None:
     mountpoint.mkdir()
     config = write_config(tmp_path / "config.json", env.overlay, env.static)
     # The overlay is emptied between examples behind the mount's back: no kernel caching
-    # of names or attributes, so every answer comes from the daemon.
-    with mounted(config, mountpoint, "entry_timeout=0,attr_timeout=0,negative_timeout=0"):
+    # of names or attributes (the writeback cache trusts the sizes the kernel cached), so
+    # every answer comes from the daemon. The default options, writeback included, are
+    # the next test's.
+    with mounted(config, mountpoint, "entry_timeout=0,attr_timeout=0,negative_timeout=0,nowriteback_cache"):
         run_machine(env, lambda env: PosixTarget(mountpoint))
     assert tree_digest(str(env.static)) == env.static_digest
 

@@ -121,6 +121,7 @@ def test_pending_uploads_are_listed_without_credentials(s3: S3Server, overlay_co
             s3.resume()
         assert report.returncode == 0, report.stderr
         assert KEY not in report.stdout and SECRET not in report.stdout
+        assert json.loads(report.stdout)["options"]["writeback_cache"] is False  # others share the bucket
         overlay = json.loads(report.stdout)["layers"]["overlay"]
         assert [p["url"] for p in overlay["staging"]["pending_uploads"]] == [f"s3://{bucket}/overlay/late.bin"]
         assert overlay["staging"]["pending_uploads"][0]["size"] == len(data)

@@ -143,7 +143,9 @@ def test_mv_file_within_mount(roots, mnt: Path) -> None:
 def test_mv_static_directory(roots, mnt: Path) -> None:
     expected = snapshot(roots.static / "dir", times=True)
     (mnt / "dir" / "extra.txt").write_bytes(b"overlay file in a static dir\n")
-    expected["extra.txt"] = snapshot(roots.overlay / "dir", times=True)["extra.txt"]
+    # as the mount shows it: with the writeback cache the kernel keeps the time of the write
+    # and hands it to the overlay after close
+    expected["extra.txt"] = snapshot(mnt / "dir", times=True)["extra.txt"]
     run("mv", mnt / "dir", mnt / "renamed")  # rename says EXDEV, mv copies and deletes
     assert snapshot(mnt / "renamed", times=True) == expected
     assert snapshot(roots.overlay / "renamed", times=True) == expected

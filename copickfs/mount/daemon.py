@@ -52,6 +52,10 @@ def run_foreground(config: CopickConfig, mountpoint: str, options: MountOptions)
     notifier.status(f"Mounting {layers} at {mountpoint}")
     os.umask(0)  # modes are the callers' (the kernel applied their umask); ours must not leak
     union = union_from_config(config, options)
+    if not union.overlay.is_local and "writeback_cache" not in options.model_fields_set:
+        # Other machines share an object-store overlay: with the writeback cache the kernel
+        # would trust the sizes it cached over theirs.
+        options = options.model_copy(update={"writeback_cache": False})
     cleared = union.clear_work_area()
     if cleared:
         log.warning("removed %d temporary file(s) of copy-ups a crash interrupted", cleared)

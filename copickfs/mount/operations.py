@@ -91,6 +91,7 @@ class UnionHandler:
         self.counters = self.status.counters  # counted by the session's dispatcher
         self.failures = FailureLog()
         self._status_attr = self._make_status_attr()
+        self._aliases: Callable[[str], list[str]] | None = getattr(union, "aliases", None)
         self.session: Any = None  # set by the runner; used for cache invalidations
         self._as_root = os.geteuid() == 0
         self._stop = threading.Event()
@@ -124,6 +125,17 @@ class UnionHandler:
                 except OSError:
                     pass  # already gone
 
+    def _changed(self, path: str) -> None:
+        """The file at ``path`` changed through the mount: a precomputed chunk's other names
+        must not show what the kernel cached under them. Each loses its inode number before
+        this request is answered. Chunk names are given with no entry time-out (`_entry`),
+        so the next open looks the name up, gets a new number and the kernel a new inode:
+        it never takes a size from us for an inode it caches (with the writeback cache it
+        trusts its own), and telling it to drop a name from inside a request could deadlock."""
+        if self._aliases is not None:
+            for alias in self._aliases(path):
+                self.inodes.removed(alias)
+
     # ------------------------------------------------------------ entries
 
     def _timeout(self, layer: str) -> tuple[float, float]:
@@ -134,6 +146,8 @@ class UnionHandler:
     def _entry(self, path: str, st: Stat, layer: str) -> lowlevel.Entry:
         ino = self.inodes.lookup(path, st)
         entry_timeout, attr_timeout = self._timeout(layer)
+        if self._aliases is not None and st.is_file and self._aliases(path):
+            entry_timeout = 0.0  # a precomputed chunk name: see `_changed`
         return lowlevel.Entry(ino, Attr(ino, st), entry_timeout, attr_timeout)
 
     def _new_entry(self, path: str) -> lowlevel.Entry:
@@ -184,6 +198,7 @@ class UnionHandler:
                 os.ftruncate(fd, changes["size"])
             else:
                 self.union.truncate(path, changes["size"])
+            self._changed(path)
         if "mode" in changes:
             mode = S.S_IMODE(changes["mode"])
             os.fchmod(fd, mode) if fd is not None else self.union.chmod(path, mode)
@@ -269,6 +284,7 @@ class UnionHandler:
         path = self.inodes.child(parent, _name(name))
         self.union.unlink(path)
         self.inodes.removed(path)
+        self._changed(path)
 
     @translated
     def rmdir(self, parent: int, name: bytes) -> None:
@@ -287,6 +303,8 @@ class UnionHandler:
         dst = self.inodes.child(newparent, _name(newname))
         self.union.posix_rename(src, dst, replace=not flags & RENAME_NOREPLACE)
         self.inodes.moved(src, dst)
+        self._changed(src)
+        self._changed(dst)
 
     # ------------------------------------------------------------ directories
 
@@ -406,6 +424,7 @@ class UnionHandler:
             raise
         entry = self._entry(path, st, "overlay")
         handle = Handle(path, opened=opened, writable=True, ino=entry.ino)
+        self._changed(path)
         return entry, self._opened(entry.ino, handle, False)
 
     @translated
@@ -428,12 +447,15 @@ class UnionHandler:
         handle = self.handles.get(fh)
         if handle.opened is not None and handle.writable:
             handle.opened.flush()
+            self._changed(handle.path)
 
     @translated
     def fsync(self, ino: int, datasync: int, fh: int) -> None:
         handle = self.handles.get(fh)
         if handle.opened is not None:
             handle.opened.sync(bool(datasync))
+            if handle.writable:
+                self._changed(handle.path)
 
     @translated
     def release(self, ino: int, fh: int, flags: int = 0) -> None:

@@ -136,6 +136,14 @@ class PrecomputedView:
                 return _Found(variant, path, hit)
         return None
 
+    def aliases(self, path: str) -> list[str]:
+        """The other names of the chunk ``path`` names (none outside pyramids). When the
+        chunk changes under one name, the mount has the kernel forget the others."""
+        role = self.pyramids.role(self._norm(path))
+        if not isinstance(role, Chunk):
+            return []
+        return [role.path_of(variant) for variant in VARIANTS if variant != role.variant]
+
     def _stored_variants(self, chunk: Chunk) -> list[str]:
         out = []
         for variant in VARIANTS:
