@@ -185,8 +185,9 @@ def default_step(points: Any) -> float:
     return spacing
 
 
-class CopickFilamentsFile(BaseModel):
-    """``Filaments/<user>_<session>_<object>.json``: the filaments of one object by one user in one session."""
+class AnnotationFile(BaseModel):
+    """What copick's picks and filaments files share: whose annotations of which object,
+    in which run (their fields come first, in this order, as copick writes them)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -196,6 +197,11 @@ class CopickFilamentsFile(BaseModel):
     run_name: str | None = None
     voxel_spacing: float | None = None
     unit: str = "angstrom"
+
+
+class CopickFilamentsFile(AnnotationFile):
+    """``Filaments/<user>_<session>_<object>.json``: the filaments of one object by one user in one session."""
+
     version: int = 1
     filaments: list[CopickFilament] = Field(default_factory=list)
 

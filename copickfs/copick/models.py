@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..config import CopickConfig, PickableObject
-from .filament_models import CopickFilament, CopickFilamentCurve, CopickFilamentsFile
+from .filament_models import AnnotationFile, CopickFilament, CopickFilamentCurve, CopickFilamentsFile
 from .paths import segmentation_type
 
 #: copick's name for the filesystem config; it is the very config the mount reads.
@@ -62,17 +62,9 @@ class CopickPoint(BaseModel):
         self.transformation_ = self._affine(np.asarray(value, dtype=float).tolist())
 
 
-class CopickPicksFile(BaseModel):
+class CopickPicksFile(AnnotationFile):
     """A picks JSON file: the points of one object by one user in one session."""
 
-    model_config = ConfigDict(extra="allow")
-
-    pickable_object_name: str
-    user_id: str
-    session_id: str
-    run_name: str | None = None
-    voxel_spacing: float | None = None
-    unit: str = "angstrom"
     points: list[CopickPoint] | None = Field(default_factory=list)
     trust_orientation: bool | None = True
 
