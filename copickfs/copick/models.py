@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from ..config import CopickConfig, PickableObject
 from .filament_models import AnnotationFile, CopickFilament, CopickFilamentCurve, CopickFilamentsFile
