@@ -67,6 +67,10 @@ class CountingFS:
         self._note("ls", path)
         return self._fs.ls(path, detail=detail, **kw)
 
+    def call_s3(self, method: str, **kw: Any) -> Any:
+        self._note(method, kw.get("Prefix"))
+        return self._fs.call_s3(method, **kw)
+
 
 @pytest.fixture(scope="module")
 def bucket(s3: Any) -> tuple[str, dict[str, bytes]]:
@@ -334,19 +338,36 @@ def layer(caches, counting, bucket) -> CachedLayer:
 
 def test_layer_memoizes_attributes_and_listings(layer, counting, bucket):
     assert layer.serves_descriptors and not layer.is_local
-    st = layer.stat("big.bin")
+    st = layer.stat("big.bin")  # one page lists the root: its siblings are known too
     assert st is not None and st.is_file and st.size == BIG
     assert layer.stat("big.bin") == st
     assert layer.stat("nope") is None and layer.stat("nope") is None
-    assert counting.count("info") == 2
+    assert layer.stat("lru").is_dir and layer.stat("small.json").is_file
+    assert counting.count("list_objects_v2") == 1 and counting.count("info") == 0
     names = layer.listdir("")
     assert names == layer.listdir("")
     assert names["big.bin"] == S.S_IFREG and names["lru"] == S.S_IFDIR
     assert layer.listdir("lru") == {f"{c}.bin": S.S_IFREG for c in "abcd"}
     assert layer.listdir("small.json") is None
     assert layer.stat("lru/a.bin").size == MiB  # known from the listing
-    assert counting.count("ls") == 2 and counting.count("info") == 3  # +root; lru came listed
-    assert version_of(counting.info(url(bucket, "big.bin"))).startswith("etag:")
+    assert layer.stat("nope/deeper") is None
+    assert counting.count("ls") == 1 and counting.count("info") == 0  # lru's listing; the root came paged
+    assert counting.count("list_objects_v2") == 2  # + the one page that says nope/ holds nothing
+    info = counting.info(url(bucket, "big.bin"))
+    assert layer.lookup("big.bin") == (st, version_of(info))  # the listing's version is HEAD's
+    assert version_of(info).startswith("etag:")
+
+
+def test_a_directory_longer_than_a_page_is_asked_name_by_name(layer, counting, monkeypatch):
+    import copickfs.storage.cached as cached
+
+    monkeypatch.setattr(cached, "LISTING_PAGE", 3)  # lru/ holds four objects
+    assert layer.stat("lru/a.bin").size == MiB
+    assert layer.stat("lru/b.bin").size == MiB
+    assert layer.stat("lru/zz.bin") is None
+    assert counting.count("list_objects_v2") == 1  # lru's first page: too long
+    assert counting.count("info") == 3  # so each name is asked
+    assert layer.listdir("lru") == {f"{c}.bin": S.S_IFREG for c in "abcd"}  # a full listing still works
 
 
 def test_layer_reads_through_the_cache(layer, bucket):

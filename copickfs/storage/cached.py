@@ -4,7 +4,10 @@ Why: the static root never changes, so one answer per path is enough for the lif
 mount: attributes and listings are memoized (hits and misses alike, in bounded LRU maps)
 and file bytes come from a `BlockCache`, served from local descriptors like a local
 layer's. A listing also memoizes the attributes of its entries (an object store's listing
-carries them), so a walk costs one request per directory, not one per file.
+carries them), so a walk costs one request per directory, not one per file. On S3 a lookup
+the memo cannot answer lists the parent instead, when one page (1,000 keys) holds all of
+it: reading every chunk of a zarr array then costs one request per directory and one GET
+per chunk, not a HEAD per chunk too. Larger directories are asked name by name.
 
 Everything that would change the layer fails with EROFS.
 """
@@ -15,6 +18,7 @@ import errno
 import io
 import os
 import posixpath
+import stat as S
 import threading
 from collections import OrderedDict
 from typing import IO, Any, NoReturn
@@ -23,6 +27,7 @@ from ..union.layers import FsspecLayer, Layer, _stat_from_info
 from ..union.openfile import OpenFile
 from ..union.stat import Stat
 from .blockcache import BlockCache, CachedFile
+from .files import protocols
 
 #: A path's memoized lookup: its attributes and content version, or None (nothing there).
 Found = tuple[Stat, str] | None
@@ -30,6 +35,8 @@ Found = tuple[Stat, str] | None
 _MISSING = object()
 _WRITE_MODES = set("wax+")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+#: Keys one S3 listing request returns at most.
+LISTING_PAGE = 1000
 
 
 class _Memo:
@@ -152,6 +159,8 @@ class CachedLayer(Layer):
         self.cache = cache
         self._found = _Memo(max_paths)
         self._listings = _Memo(max_listed_names)
+        self._large = _Memo(10_000)  # directories more than one listing page long
+        self._by_page = "s3" in protocols(inner.fs)
 
     # ------------------------------------------------------------ lookups
 
@@ -159,9 +168,54 @@ class CachedLayer(Layer):
         """(attributes, version) of ``path``, or None; asked of the storage once."""
         found = self._found.get(path)
         if found is _MISSING:
-            found = self._info(path)
+            found = self._from_parent(path) if self._by_page and path else _MISSING
+            if found is _MISSING:
+                found = self._info(path)
             self._found.put(path, found)
         return found
+
+    def _from_parent(self, path: str) -> Found | object:
+        """``path``'s lookup answered by its parent's listing (one page listed now if not
+        yet), or _MISSING where that cannot tell (a large or evicted directory)."""
+        parent, _, name = path.rpartition("/")
+        names = self._listings.get(parent)
+        if names is _MISSING:
+            if self._large.get(parent) is not _MISSING:
+                return _MISSING
+            names = self._list_page(parent)
+            if names is _MISSING:
+                self._large.put(parent, True)
+                return _MISSING
+            if not names:
+                return None  # no key below the parent: it is no directory, and has no child
+            self._listings.put(parent, names, 1 + len(names))
+        if names is None or name not in names:
+            return None
+        return self._found.get(path)
+
+    def _list_page(self, path: str) -> dict[str, int] | object:
+        """Directory ``path`` from one S3 listing request, memoizing its entries' lookups;
+        _MISSING if it is longer than a page."""
+        bucket, key, _ = self.fs.split_path(self.url(path))
+        prefix = f"{key.rstrip('/')}/" if key else ""
+        page = self.fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, Delimiter="/",
+                               MaxKeys=LISTING_PAGE)
+        if page.get("IsTruncated"):
+            return _MISSING
+        names: dict[str, int] = {}
+        entries = [(c["Key"], {"size": c.get("Size", 0), "type": "file", "ETag": c.get("ETag"),
+                               "LastModified": c.get("LastModified")}) for c in page.get("Contents", [])]
+        entries += [(p["Prefix"], {"size": 0, "type": "directory"}) for p in page.get("CommonPrefixes", [])]
+        for full, info in entries:
+            name = full[len(prefix):].rstrip("/")
+            if not name or "/" in name:
+                continue  # the directory's own marker object
+            info["name"] = f"{bucket}/{full}"
+            st = _stat_from_info(info)
+            names[name] = S.S_IFMT(st.mode)
+            child = posixpath.join(path, name) if path else name
+            self._found.put(child, (st, version_of(info)), replace=False)
+        return names
 
     def _info(self, path: str) -> Found:
         try:
