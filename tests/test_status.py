@@ -193,3 +193,42 @@ def test_failure_log_rate_limit() -> None:
     now[0] += 1.0  # two more tokens
     assert [flog.failed("rmdir", "a", errno.ENOTEMPTY) for _ in range(3)] == [True, True, False]
     assert flog.failed("lookup", "x", errno.ENOENT) is False
+
+
+def test_status_answers_during_load(local_mount) -> None:
+    import threading
+
+    mnt, overlay, _, _ = local_mount
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def load(n: int) -> None:
+        try:
+            i = 0
+            while not stop.is_set():
+                path = mnt / f"load-{n}-{i % 50}.bin"
+                path.write_bytes(os.urandom(4096))
+                assert len(path.read_bytes()) == 4096
+                if i % 7 == 0:
+                    path.unlink()
+                i += 1
+        except BaseException as e:  # reported by the test
+            errors.append(e)
+
+    workers = [threading.Thread(target=load, args=(n,)) for n in range(4)]
+    for w in workers:
+        w.start()
+    try:
+        reports = []
+        for _ in range(10):
+            reports.append(_status(mnt))
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(timeout=60)
+    assert not errors, errors
+    creates = [r["operations"].get("create", 0) for r in reports]
+    assert creates == sorted(creates) and creates[-1] > creates[0] > 0  # counting while it runs
+    assert all(r["open_files"]["files"] >= 1 for r in reports)  # the status file's own open at least
+    assert len(list(overlay.glob("load-*.bin"))) > 0
