@@ -7,7 +7,7 @@ Everything runs against a moto S3 server this script starts on a free port of 12
   seq first        sequential read (4 MiB blocks) of one ``--size-mib`` object, empty caches
   seq again        the same read after dropping the page cache (copickfs: its block cache
                    answers; s3fs-fuse use_cache: its file cache; the others go to S3 again)
-  zarr all cold    a 256^3 float32 zarr array (64^3 chunks, default compressor) read whole,
+  zarr all cold    a --zarr-side^3 (default 256^3) float32 zarr array (64^3 chunks) read whole,
                    fresh cache dir + dropped page cache
   zarr all warm    the same read again right away
   zarr region ...  a random 64^3 region, not chunk-aligned (touches 8 chunks); MiB/s of the
@@ -101,7 +101,8 @@ def sha_file(path: Path) -> str:
 
 # --------------------------------------------------------------------------- data
 
-def make_data(server: S3Server, bucket: str, size_mib: int, seed: int) -> tuple[str, object]:
+def make_data(server: S3Server, bucket: str, size_mib: int, seed: int,
+              shape: tuple[int, int, int] = SHAPE) -> tuple[str, object]:
     import numpy as np
     import zarr
     from zarr.storage import FsspecStore
@@ -117,10 +118,10 @@ def make_data(server: S3Server, bucket: str, size_mib: int, seed: int) -> tuple[
             h.update(block)
             f.write(block)
     log("uploading the zarr array ...")
-    z, y, x = np.meshgrid(*(np.linspace(0, 8, n, dtype=np.float32) for n in SHAPE), indexing="ij")
-    volume = (np.sin(z) * np.cos(y) + np.sin(x) + rng.normal(0, 0.1, SHAPE)).astype(np.float32)
+    z, y, x = np.meshgrid(*(np.linspace(0, 8, n, dtype=np.float32) for n in shape), indexing="ij")
+    volume = (np.sin(z) * np.cos(y) + np.sin(x) + rng.normal(0, 0.1, shape)).astype(np.float32)
     store = FsspecStore.from_url(f"s3://{bucket}/static/vol.zarr", storage_options=server.options(asynchronous=True))
-    arr = zarr.create_array(store=store, shape=SHAPE, chunks=CHUNKS, dtype="float32")
+    arr = zarr.create_array(store=store, shape=shape, chunks=CHUNKS, dtype="float32")
     arr[:] = volume
     return h.hexdigest(), volume
 
@@ -179,9 +180,9 @@ def s3fs_fuse_mount(server: S3Server, bucket: str, work: Path, tag: str, use_cac
             proc.stderr.close()
 
 
-def region_slices(rng) -> tuple[slice, ...]:
+def region_slices(rng, shape: tuple[int, int, int] = SHAPE) -> tuple[slice, ...]:
     # Strictly inside chunk boundaries on every axis: starts not a multiple of 64.
-    starts = [int(rng.integers(1, SHAPE[i] - REGION)) for i in range(3)]
+    starts = [int(rng.integers(1, shape[i] - REGION)) for i in range(3)]
     starts = [s + 1 if s % CHUNKS[0] == 0 else s for s in starts]
     return tuple(slice(s, s + REGION) for s in starts)
 
@@ -192,6 +193,7 @@ class Bench:
         self.args, self.server, self.bucket, self.work = args, server, bucket, work
         self.digest, self.volume = digest, volume
         self.size = args.size_mib * MiB
+        self.shape: tuple[int, int, int] = (getattr(args, "zarr_side", SHAPE[0]),) * 3
         self.times: dict[tuple[str, str], list[float]] = {}
         self.problems: list[str] = []
         self.verified: set[str] = set()
@@ -279,7 +281,7 @@ class Bench:
         for run in range(self.args.runs):
             # Systems rotated within each run so machine noise hits all alike.
             order = SYSTEMS[run % len(SYSTEMS):] + SYSTEMS[:run % len(SYSTEMS)]
-            sel = region_slices(rng)
+            sel = region_slices(rng, self.shape)
             log(f"run {run + 1}/{self.args.runs}: region {[(s.start, s.stop) for s in sel]}")
             for system in order:
                 try:
@@ -295,7 +297,7 @@ class Bench:
             return self.args.size_mib
         if "region" in workload:
             return REGION ** 3 * 4 / MiB
-        return SHAPE[0] * SHAPE[1] * SHAPE[2] * 4 / MiB
+        return self.shape[0] * self.shape[1] * self.shape[2] * 4 / MiB
 
     def table(self) -> list[str]:
         peers = SYSTEMS[1:]
@@ -350,6 +352,8 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=256, help="size of the sequential object (default 256)")
     parser.add_argument("--runs", type=int, default=3, help="runs; medians are reported (default 3)")
     parser.add_argument("--quick", action="store_true", help="64 MiB object, 1 run (unless given)")
+    parser.add_argument("--zarr-side", type=int, default=SHAPE[0],
+                        help=f"side of the zarr array, a multiple of {CHUNKS[0]} (default {SHAPE[0]})")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None, help="scratch dir (default: a new temp dir)")
     args = parser.parse_args()
@@ -358,6 +362,8 @@ def main() -> None:
             args.size_mib = 64
         if "--runs" not in sys.argv:
             args.runs = 1
+    if args.zarr_side % CHUNKS[0] or args.zarr_side < 2 * CHUNKS[0]:
+        parser.error(f"--zarr-side must be a multiple of {CHUNKS[0]}, at least {2 * CHUNKS[0]}")
     if args.size_mib % 16:
         parser.error("--size-mib must be a multiple of 16")
     if os.geteuid() != 0:
@@ -376,7 +382,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        digest, volume = make_data(server, "bench", args.size_mib, args.seed)
+        digest, volume = make_data(server, "bench", args.size_mib, args.seed, (args.zarr_side,) * 3)
         bench = Bench(args, server, "bench", work, digest, volume)
         bench.run()
     finally:
@@ -387,7 +393,7 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
     print()
-    print(f"S3 reads, moto server on 127.0.0.1: {args.size_mib} MiB object, zarr {SHAPE} float32 "
+    print(f"S3 reads, moto server on 127.0.0.1: {args.size_mib} MiB object, zarr {(args.zarr_side,) * 3} float32 "
           f"chunks {CHUNKS}, median of {args.runs} run(s); ratio = copickfs / peer throughput (>1: copickfs faster)")
     print()
     print("\n".join(bench.table()))

@@ -1,0 +1,1 @@
+"""The pieces of ``benchmarks/bench.py``: data set, systems (mounts), workloads, report."""
