@@ -67,3 +67,16 @@ def test_writeback_cache_with_a_file_unlinked_while_open(roots) -> None:
             os.unlink(mnt / "file.txt")
             f.write(b"more")
         assert not (mnt / "file.txt").exists() and not (mnt / "gone.bin").exists()
+
+
+def test_times_written_back_for_removed_files_are_no_failure(roots, mnt: Path) -> None:
+    """With the writeback cache the kernel sends the times of a file it still caches when
+    the file is removed: answered, not failed (nor logged as a failure)."""
+    (mnt / "many").mkdir()
+    for i in range(50):
+        (mnt / "many" / f"f{i}").write_bytes(b"x" * 4096)
+    for i in range(50):
+        os.unlink(mnt / "many" / f"f{i}")
+    status = json.loads((mnt / ".wh..wh.status").read_bytes())
+    assert status["operations"].get("setattr", 0) > 0, "the kernel wrote times back"
+    assert not any(key.startswith("setattr:") for key in status["errors"]), status["errors"]

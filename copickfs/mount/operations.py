@@ -65,6 +65,7 @@ def _name(raw: bytes) -> str:
 
 
 _STATUS_NAME = os.fsencode(STATUS_NAME)
+_TIMES = {"atime_ns", "mtime_ns", "ctime_ns"}
 #: Requests whose first arguments are (parent inode, name).
 _PARENT_AND_NAME = frozenset({"lookup", "mknod", "mkdir", "unlink", "rmdir", "rename", "create"})
 
@@ -192,6 +193,10 @@ class UnionHandler:
     def setattr(self, ino: int, changes: dict[str, Any], fh: int | None) -> tuple[Attr, float]:
         if ino == STATUS_INO:
             raise OSError(errno.EPERM, "the status file cannot be changed")
+        if fh is None and changes.keys() <= _TIMES:
+            gone = self._gone(ino, changes)
+            if gone is not None:
+                return gone, 0.0
         path, fd = self._target(ino, fh)
         if "size" in changes:
             if fd is not None:
@@ -208,6 +213,19 @@ class UnionHandler:
         if "atime_ns" in changes or "mtime_ns" in changes:
             self._set_times(ino, path, fd, changes.get("atime_ns"), changes.get("mtime_ns"))
         return self.getattr(ino, fh)
+
+    def _gone(self, ino: int, changes: dict[str, Any]) -> Attr | None:
+        """Attributes for the times the kernel writes back (writeback cache) for a file
+        that was unlinked and closed meanwhile: nothing holds it any more, so there is
+        nothing to change, and no reason to fail."""
+        node = self.inodes.node(ino)
+        if node.path is not None or self.inodes.open_fd(ino) is not None:
+            return None
+        now = time.time_ns()
+        times = {k: (now if v == "now" else v) for k, v in changes.items()}
+        mtime = times.get("mtime_ns", now)
+        return Attr(ino, Stat(mode=node.kind or S.S_IFREG, size=0, mtime_ns=mtime,
+                              atime_ns=times.get("atime_ns", mtime), ctime_ns=times.get("ctime_ns", now), nlink=0))
 
     def _target(self, ino: int, fh: int | None) -> tuple[str, int | None]:
         """(path, descriptor) a change applies to: an open handle's own descriptor when the
