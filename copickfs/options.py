@@ -68,6 +68,14 @@ class MountOptions(BaseModel):
     precomputed: bool = Field(True, description="serve every chunk of a precomputed pyramid under all four names")
     precomputed_layout: Literal["stored", "flat", "nested"] = Field(
         "stored", description="what listings inside precomputed pyramids show: one name per chunk")
+    mrc: bool = Field(True, description="beside every OME-Zarr volume of the copick project, show a read-only "
+                      "MRC file made from its chunks (wbp.zarr -> wbp.mrc)")
+    mrc_levels: str = Field("0", pattern=r"^\d{1,2}([:,]\d{1,2}){0,15}$",
+                            description="which levels of each volume get an MRC file, separated by ':' "
+                            "(',' in the config file): level 0 is <name>.mrc, level k <name>.bin<2^k>.mrc")
+    mrc_cache_size: str = Field("1G", pattern=r"^\d{1,15}[KMGT]?$",
+                                description="bound of the decoded chunks the MRC files share in the "
+                                "daemon's memory (bytes, or with K, M, G or T)")
 
     @field_validator("log", "metrics_file")
     @classmethod
@@ -75,6 +83,11 @@ class MountOptions(BaseModel):
         if value is not None and "\0" in value:
             raise ValueError("a path cannot contain a NUL character")
         return value
+
+
+def levels_of(text: str) -> tuple[int, ...]:
+    """``"0:1"`` (or ``"0,1"``) -> ``(0, 1)`` (the ``mrc_levels`` spelling)."""
+    return tuple(sorted({int(part) for part in re.split(r"[:,]", text)}))
 
 
 def size_bytes(text: str) -> int:

@@ -8,7 +8,7 @@ import sys
 import threading
 
 from ..config import CopickConfig, redacted
-from ..options import MountOptions, size_bytes
+from ..options import MountOptions, levels_of, size_bytes
 from ..precomputed import PrecomputedView
 from ..union import UnionFileSystem
 from .notify import MountWatcher, Notifier
@@ -61,6 +61,10 @@ def run_foreground(config: CopickConfig, mountpoint: str, options: MountOptions)
         log.warning("removed %d temporary file(s) of copy-ups a crash interrupted", cleared)
     threading.Thread(target=_remove_leftovers, args=(union,), name="copickfs-leftovers", daemon=True).start()
     source = PrecomputedView(union, options.precomputed_layout) if options.precomputed else union
+    if options.mrc:
+        from ..mrc import MrcView
+
+        source = MrcView(source, levels_of(options.mrc_levels), size_bytes(options.mrc_cache_size))
     status = StatusReport(mountpoint, config, options, lambda: describe_union(union))
     handler = UnionHandler(source, options, mountpoint, status)
     session = FuseSession(handler, mountpoint, fuse_options(config, options), threads=options.threads,
