@@ -115,3 +115,27 @@ def test_paths_are_normalised(proots: Roots) -> None:
     assert view.open(f"/pyr//./{names(c)['flat']}/").read() == chunks[c]
     with pytest.raises(ValueError):
         view.stat_entry(f"pyr/../{names(c)['flat']}")
+
+
+def test_a_converted_chunk_is_made_again_only_when_read(proots: Roots) -> None:
+    """Sizes of converted chunks outlive their bytes in the converter's cache: a stat or an
+    open needs no conversion, a read does (the kernel's page cache answers most reads)."""
+    view, chunks = view_over(proots, flat=False, gz=True)
+    view.converter.cache_bytes = 1  # keeps no bytes at all
+    made = []
+    real = view.converter._make
+    view.converter._make = lambda path, to_gz: made.append(path) or real(path, to_gz)
+    coords = chunk_coords()[0]
+    flat_raw = f"pyr/{names(coords)['flat']}"
+    assert view.stat_entry(flat_raw)[0].size == len(chunks[coords])
+    assert len(made) == 1
+    for _ in range(3):
+        assert view.stat_entry(flat_raw)[0].size == len(chunks[coords])
+        assert view.open_file(flat_raw, os.O_RDONLY) is None  # served from memory, checked
+        f = view.open(flat_raw, "rb")
+        f.close()
+    assert len(made) == 1, "no conversion without a read"
+    with view.open(flat_raw, "rb") as f:
+        f.seek(3)
+        assert f.read(10) == chunks[coords][3:13]
+    assert len(made) == 2

@@ -1,7 +1,10 @@
 """Chunk bytes in the other compression: gunzipped for raw names, gzipped for ``.gz`` names.
 
 Results are kept in a small LRU keyed by the stored file's path, layer, size and mtime,
-so a stat (which needs the size) and the reads that follow convert once.
+so a stat (which needs the size) and the reads that follow convert once. Sizes (and
+failures) are kept much longer than the bytes: a stat or an open of a chunk converted
+before needs no conversion, and the bytes are made again only when a read asks for them
+(the kernel's page cache answers most reads of a static pyramid).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import io
 import threading
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
 
 from ..union import UnionFileSystem
 from ..union.lookup import Hit
@@ -19,6 +24,44 @@ from ..union.lookup import Hit
 #: A decompressed chunk larger than this is refused (a gzip bomb is not a chunk).
 MAX_CHUNK_BYTES = 1 << 30
 GZIP_LEVEL = 6  # for gzip bytes made on the fly: the reader pays for level 9, not the writer
+MAX_SIZES = 200_000  # converted lengths remembered (about 40 MB at most)
+
+
+class LazyBytes(io.RawIOBase):
+    """A read-only file of converted bytes made at the first read, not at open."""
+
+    def __init__(self, make: Callable[[], bytes]) -> None:
+        self._make = make
+        self._data: bytes | None = None
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_END:
+            offset += len(self._bytes())
+        elif whence == io.SEEK_CUR:
+            offset += self._pos
+        self._pos = max(0, offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._bytes()[self._pos:self._pos + len(buffer)]
+        memoryview(buffer).cast("B")[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def _bytes(self) -> bytes:
+        if self._data is None:
+            self._data = self._make()
+        return self._data
 
 
 class ChunkDataError(OSError):
@@ -36,6 +79,20 @@ class Converter:
         self._cache: OrderedDict[tuple, bytes | ChunkDataError] = OrderedDict()
         self._held = 0
         self._lock = threading.Lock()
+        self._sizes: OrderedDict[tuple, int | str] = OrderedDict()  # length, or why it failed
+
+    def size(self, path: str, hit: Hit, to_gz: bool) -> int:
+        """The length of the converted bytes; ChunkDataError (EIO) for corrupt data."""
+        key = (path, id(hit.layer), hit.stat.size, hit.stat.mtime_ns, to_gz)
+        with self._lock:
+            known = self._sizes.get(key)
+            if known is not None:
+                self._sizes.move_to_end(key)
+        if known is None:
+            return len(self.convert(path, hit, to_gz))
+        if isinstance(known, str):
+            raise ChunkDataError(path, known)
+        return known
 
     def convert(self, path: str, hit: Hit, to_gz: bool) -> bytes:
         """The bytes stored at ``path`` (found as ``hit``) gzipped, or gunzipped."""
@@ -66,6 +123,10 @@ class Converter:
         return out
 
     def _keep(self, key: tuple, value: bytes | ChunkDataError) -> None:
+        with self._lock:
+            self._sizes[key] = len(value) if isinstance(value, bytes) else value.reason
+            if len(self._sizes) > MAX_SIZES:
+                self._sizes.popitem(last=False)
         size = len(value) if isinstance(value, bytes) else 64
         if size > self.cache_bytes // 4:
             return

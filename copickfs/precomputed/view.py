@@ -34,7 +34,7 @@ from ..union import UnionFileSystem
 from ..union.lookup import Hit
 from ..union.openfile import OpenFile
 from ..union.stat import Stat
-from .content import Converter
+from .content import Converter, LazyBytes
 from .listings import Lister
 from .names import VARIANTS, Range, Variant, join
 from .pyramids import INFO, Chunk, Nested, PyramidMap, Role
@@ -103,7 +103,7 @@ class PrecomputedView:
             raise _error(errno.ENOENT, path)
         st = found.hit.stat
         if found.variant.gz != role.variant.gz:
-            st = dataclasses.replace(st, size=len(self.converter.convert(found.path, found.hit, role.variant.gz)))
+            st = dataclasses.replace(st, size=self.converter.size(found.path, found.hit, role.variant.gz))
         if found.path != path:
             st = dataclasses.replace(st, ino=0)  # another name of the chunk, not a hard link
         return st, "overlay"  # aliases change when another name is written: short cache times
@@ -254,7 +254,7 @@ class PrecomputedView:
         found = self._require(role)
         if found.variant.gz == role.variant.gz:
             return self.union.open_file(found.path, flags)
-        self.converter.convert(found.path, found.hit, role.variant.gz)  # EIO now, not at the first read
+        self.converter.size(found.path, found.hit, role.variant.gz)  # EIO now, not at the first read
         return None
 
     def open(self, path: str, mode: str = "rb", **kwargs: Any) -> IO[bytes]:
@@ -267,7 +267,7 @@ class PrecomputedView:
         found = self._require(role)
         if found.variant.gz == role.variant.gz:
             return self.union.open(found.path, "rb")
-        return io.BytesIO(self.converter.convert(found.path, found.hit, role.variant.gz))
+        return io.BufferedReader(LazyBytes(partial(self.converter.convert, found.path, found.hit, role.variant.gz)))
 
     def _require(self, chunk: Chunk) -> _Found:
         found = self._find(chunk)
