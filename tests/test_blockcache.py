@@ -193,18 +193,20 @@ def test_concurrent_readers_of_one_block_fetch_it_once(caches, s3, bucket):
 
 
 def test_sequential_reads_trigger_read_ahead(caches, counting, bucket):
-    cache = caches(readahead_blocks=3)
+    cache = caches(readahead_blocks=3, blocks_per_get=4)
     body = bucket[1]["big.bin"]
     with open_obj(cache, counting, bucket, "big.bin") as f:
         assert read(f, 0, 10) == body[:10]
         assert read(f, MiB, 10) == body[MiB:MiB + 10]
-        wait_for(lambda: f.present(2 * MiB, 3 * MiB))  # blocks 2, 3, 4 without asking, in one GET
-        assert sorted(counting.gets()) == [(0, MiB), (MiB, 2 * MiB), (2 * MiB, 5 * MiB)]
-        assert not f.present(5 * MiB, 1)
-        assert os.pread(f.fd, 100, 4 * MiB) == body[4 * MiB:4 * MiB + 100]
+        # blocks 2, 3, 4 without asking, and on to the end of the group of four that block 4
+        # starts: a GET per group, none for a fragment of one
+        wait_for(lambda: f.present(2 * MiB, 6 * MiB))
+        assert sorted(counting.gets()) == [(0, MiB), (MiB, 2 * MiB), (2 * MiB, 4 * MiB), (4 * MiB, 8 * MiB)]
+        assert not f.present(8 * MiB, 1)
+        assert os.pread(f.fd, 100, 7 * MiB) == body[7 * MiB:7 * MiB + 100]
         assert read(f, 2 * MiB, 10) == body[2 * MiB:2 * MiB + 10]  # still sequential: the window doubles
-        wait_for(lambda: f.present(3 * MiB, 6 * MiB))  # blocks 3..8: 5..8 fetched, in runs of 4
-        assert sorted(counting.gets())[3:] == [(5 * MiB, 9 * MiB)]
+        wait_for(lambda: f.present(8 * MiB, 4 * MiB))  # blocks 3..8, to the group's end: 8..11 in one GET
+        assert sorted(counting.gets())[4:] == [(8 * MiB, 12 * MiB)]
 
 
 def test_a_random_read_resets_the_read_ahead_window(caches, counting, bucket):

@@ -5,8 +5,9 @@ from a local file, by descriptor like a local layer (pread, splice), by this mou
 next. Large objects are fetched in blocks with parallel ranged GETs and sequential
 read-ahead; small ones (zarr chunks, JSON) whole, with one GET. A sequential reader's
 read-ahead window doubles with each read that continues the last (as the kernel's does),
-and contiguous missing blocks go out as one ranged GET of up to ``blocks_per_get`` blocks:
-each request's latency (and a server's per-request cost) is paid per 16 MiB, not per 4.
+and contiguous missing blocks of an aligned group of ``blocks_per_get`` go out as one
+ranged GET: each request's latency (and a server's per-request cost) is paid per 32 MiB of
+read-ahead, not per 4, while the block a reader waits for is fetched on its own.
 
 The cache directory (0700, the daemon's own)::
 
@@ -319,7 +320,7 @@ class BlockCache:
 
     def __init__(self, directory: str, max_bytes: int, block_size: int = 4 * MiB,
                  whole_file_below: int = 4 * MiB, workers: int = 8, readahead_blocks: int = 4,
-                 max_readahead_blocks: int = 32, blocks_per_get: int = 4) -> None:
+                 max_readahead_blocks: int = 32, blocks_per_get: int = 8) -> None:
         if max_bytes < 0 or block_size <= 0 or workers <= 0 or readahead_blocks < 0 or blocks_per_get <= 0:
             raise ValueError("cache sizes and counts must be positive (max_bytes, readahead_blocks: >= 0)")
         self.directory = os.path.abspath(directory)
@@ -574,7 +575,10 @@ class BlockCache:
             else:
                 futures = self._fetch_runs(entry, first, last)
         if readahead and entry.size >= self.whole_file_below:
-            self._fetch_runs(entry, last + 1, min(entry.nblocks, last + 1 + readahead) - 1)
+            # to the end of an aligned group of `blocks_per_get`: runs then never leave a
+            # fragment of a group behind for a GET of its own
+            end = -(-(last + 1 + readahead) // self.blocks_per_get) * self.blocks_per_get
+            self._fetch_runs(entry, last + 1, min(entry.nblocks, end) - 1)
         _wait_all(futures)
 
     def _fetch_runs(self, entry: _Entry, first: int, last: int) -> list[Future[None]]:
@@ -588,7 +592,7 @@ class BlockCache:
                 if running is not None:
                     joined[id(running)] = running
                 elif not entry.has(block, block):
-                    if runs and runs[-1][1] == block - 1 and block - runs[-1][0] < self.blocks_per_get:
+                    if runs and runs[-1][1] == block - 1 and block % self.blocks_per_get:
                         runs[-1] = (runs[-1][0], block, runs[-1][2])
                     else:
                         runs.append((block, block, Future()))
