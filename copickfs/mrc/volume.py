@@ -14,13 +14,13 @@ through the mount or the library is seen by the next read.
 
 from __future__ import annotations
 
-import io
 import itertools
 import threading
 from collections.abc import Iterator
 
 import numpy as np
 
+from ..union.reader import PositionalReader
 from .chunks import ChunkCache, ChunkKey
 from .header import HEADER_BYTES
 from .metadata import Level
@@ -169,44 +169,16 @@ class VolumeReader:
             return {index: self._keys[index] for index in indices}
 
 
-class MrcFile(io.RawIOBase):
+class MrcFile(PositionalReader):
     """A read-only file object over a `VolumeReader` (what the mount's handles read from)."""
 
     def __init__(self, reader: VolumeReader) -> None:
         super().__init__()
         self.reader = reader
-        self._pos = 0
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.reader.size}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._pos = base + offset
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            size = max(0, self.reader.size - self._pos)
-        data = self.reader.pread(size, self._pos)
-        self._pos += len(data)
-        return data
-
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        memoryview(buffer).cast("B")[:len(data)] = data
-        return len(data)
+    @property
+    def size(self) -> int:
+        return self.reader.size
 
     def pread(self, size: int, offset: int) -> bytes:
         """``size`` bytes at ``offset`` without moving the position (safe from several threads)."""

@@ -16,10 +16,10 @@ import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
 
 from ..union import UnionFileSystem
 from ..union.lookup import Hit
+from ..union.reader import PositionalReader
 
 #: A decompressed chunk larger than this is refused (a gzip bomb is not a chunk).
 MAX_CHUNK_BYTES = 1 << 30
@@ -27,36 +27,20 @@ GZIP_LEVEL = 6  # for gzip bytes made on the fly: the reader pays for level 9, n
 MAX_SIZES = 200_000  # converted lengths remembered (about 40 MB at most)
 
 
-class LazyBytes(io.RawIOBase):
+class LazyBytes(PositionalReader):
     """A read-only file of converted bytes made at the first read, not at open."""
 
     def __init__(self, make: Callable[[], bytes]) -> None:
+        super().__init__()
         self._make = make
         self._data: bytes | None = None
-        self._pos = 0
 
-    def readable(self) -> bool:
-        return True
+    @property
+    def size(self) -> int:
+        return len(self._bytes())
 
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_END:
-            offset += len(self._bytes())
-        elif whence == io.SEEK_CUR:
-            offset += self._pos
-        self._pos = max(0, offset)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._bytes()[self._pos:self._pos + len(buffer)]
-        memoryview(buffer).cast("B")[:len(data)] = data
-        self._pos += len(data)
-        return len(data)
+    def pread(self, size: int, offset: int) -> bytes:
+        return self._bytes()[offset:offset + size]
 
     def _bytes(self) -> bytes:
         if self._data is None:

@@ -25,6 +25,7 @@ from typing import IO, Any, NoReturn
 
 from ..union.layers import FsspecLayer, Layer, _stat_from_info
 from ..union.openfile import OpenFile
+from ..union.reader import PositionalReader
 from ..union.stat import Stat
 from .blockcache import BlockCache, CachedFile
 from .files import protocols
@@ -98,30 +99,23 @@ class _CachedOpenFile(OpenFile):
         self.cached.close()
 
 
-class _CachedReader(io.RawIOBase):
-    """File-object reads through a `CachedFile`: ensure the range, then pread at our own offset."""
+class _CachedReader(PositionalReader):
+    """File-object reads through a `CachedFile`: ensure the range, then read its descriptor."""
 
     def __init__(self, cached: CachedFile) -> None:
+        super().__init__()
         self._file = cached
-        self._pos = 0
 
-    def readable(self) -> bool:
-        return True
+    @property
+    def size(self) -> int:
+        return self._file.size
 
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._file.size}[whence]
-        if base + offset < 0:
-            raise OSError(errno.EINVAL, "negative seek position", self._file.url)
-        self._pos = base + offset
-        return self._pos
+    def pread(self, size: int, offset: int) -> bytes:
+        self._file.ensure(offset, size)
+        return os.pread(self._file.fd, size, offset)
 
     def readinto(self, buffer: Any) -> int:
+        """Straight into the caller's buffer (no copy)."""
         view = memoryview(buffer).cast("B")
         n = min(len(view), self._file.size - self._pos)
         if n <= 0:
@@ -130,13 +124,6 @@ class _CachedReader(io.RawIOBase):
         got = os.preadv(self._file.fd, [view[:n]], self._pos)
         self._pos += got
         return got
-
-    def readall(self) -> bytes:
-        n = max(0, self._file.size - self._pos)
-        self._file.ensure(self._pos, n)
-        data = os.pread(self._file.fd, n, self._pos)
-        self._pos += len(data)
-        return data
 
     def close(self) -> None:
         if not self.closed:
