@@ -16,6 +16,7 @@ import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from ..union import UnionFileSystem
 from ..union.lookup import Hit
@@ -56,6 +57,11 @@ class ChunkDataError(OSError):
         self.reason = str(reason)
 
 
+def _key(path: str, hit: Hit, to_gz: bool) -> tuple:
+    """What names one conversion: the stored file's path, layer, size and mtime, and its direction."""
+    return (path, id(hit.layer), hit.stat.size, hit.stat.mtime_ns, to_gz)
+
+
 class Converter:
     def __init__(self, union: UnionFileSystem, cache_bytes: int = 64 << 20) -> None:
         self.union = union
@@ -67,11 +73,7 @@ class Converter:
 
     def size(self, path: str, hit: Hit, to_gz: bool) -> int:
         """The length of the converted bytes; ChunkDataError (EIO) for corrupt data."""
-        key = (path, id(hit.layer), hit.stat.size, hit.stat.mtime_ns, to_gz)
-        with self._lock:
-            known = self._sizes.get(key)
-            if known is not None:
-                self._sizes.move_to_end(key)
+        known = self._recall(self._sizes, _key(path, hit, to_gz))
         if known is None:
             return len(self.convert(path, hit, to_gz))
         if isinstance(known, str):
@@ -80,17 +82,22 @@ class Converter:
 
     def convert(self, path: str, hit: Hit, to_gz: bool) -> bytes:
         """The bytes stored at ``path`` (found as ``hit``) gzipped, or gunzipped."""
-        key = (path, id(hit.layer), hit.stat.size, hit.stat.mtime_ns, to_gz)
-        with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
+        key = _key(path, hit, to_gz)
+        cached = self._recall(self._cache, key)
         if cached is None:
             cached = self._make(path, to_gz)
             self._keep(key, cached)
         if isinstance(cached, ChunkDataError):
             raise ChunkDataError(path, cached.reason)
         return cached
+
+    def _recall(self, memo: OrderedDict[tuple, Any], key: tuple) -> Any:
+        """``memo[key]`` (now the most recently used), or None."""
+        with self._lock:
+            value = memo.get(key)
+            if value is not None:
+                memo.move_to_end(key)
+            return value
 
     def _make(self, path: str, to_gz: bool) -> bytes | ChunkDataError:
         with self.union.open(path, "rb") as f:
