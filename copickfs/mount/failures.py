@@ -15,6 +15,7 @@ import errno
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 log = logging.getLogger("copickfs.mount")
 
@@ -27,8 +28,10 @@ class FailureLog:
         self._dropped = 0
         self._lock = threading.Lock()
 
-    def failed(self, op: str, path: str | None, code: int) -> bool:
-        """Log one failure unless over the rate; whether it was logged."""
+    def failed(self, op: str, path: str | None | Callable[[], str | None], code: int) -> bool:
+        """Log one failure unless over the rate; whether it was logged. ``path`` may be a
+        function giving it, called only for a line that goes out (not for a lookup's miss,
+        nor past the rate)."""
         if op == "lookup" and code == errno.ENOENT:
             return False
         with self._lock:
@@ -41,6 +44,8 @@ class FailureLog:
             self._tokens -= 1
             dropped, self._dropped = self._dropped, 0
         name = errno.errorcode.get(code, str(code))
+        if callable(path):
+            path = path()
         where = ascii(path)[1:-1] if path is not None else "?"
         suffix = f" ({dropped} more failure line(s) dropped by the rate limit)" if dropped else ""
         log.warning("%s %s: %s (%s)%s", op, where or "/", name, _strerror(code), suffix)

@@ -485,17 +485,19 @@ class UnionHandler:
     # ------------------------------------------------------------ failures
 
     def report_failure(self, op: str, args: tuple[Any, ...], code: int) -> None:
-        """Called by `translated` for each failed request: one rate-limited log line."""
+        """Called by `translated` for each failed request: one rate-limited log line (the
+        path is worked out only for a line that goes out)."""
+        self.failures.failed(op, lambda: self._path_of(op, args), code)
+
+    def _path_of(self, op: str, args: tuple[Any, ...]) -> str | None:
         try:
             if op == "symlink":
-                path: str | None = self.inodes.child(args[1], _name(args[2]))
-            elif op in _PARENT_AND_NAME:
-                path = self.inodes.child(args[0], _name(args[1]))
-            else:
-                path = self.inodes.path(args[0])
+                return self.inodes.child(args[1], _name(args[2]))
+            if op in _PARENT_AND_NAME:
+                return self.inodes.child(args[0], _name(args[1]))
+            return self.inodes.path(args[0])
         except (OSError, IndexError, TypeError):
-            path = None
-        self.failures.failed(op, path, code)
+            return None
 
     # ------------------------------------------------------------ the status file
 

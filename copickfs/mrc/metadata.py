@@ -102,23 +102,24 @@ class Catalog:
     # ------------------------------------------------------------ documents
 
     def _group_attrs(self, zarr: str) -> tuple[dict[str, Any] | None, Any]:
-        v2, v2_id = self._doc(f"{zarr}/.zattrs")
-        if v2 is not None:
-            return v2, v2_id
-        v3, v3_id = self._doc(f"{zarr}/zarr.json")
-        if v3 is None or v3.get("node_type") != "group":
-            return None, v3_id
-        attrs = v3.get("attributes") or {}
-        return attrs, v3_id
+        """A group's attributes: Zarr 2's ``.zattrs``, or Zarr 3's ``attributes``."""
+        doc, ident, v3 = self._node(zarr, ".zattrs", "group")
+        return ((doc.get("attributes") or {}) if v3 and doc is not None else doc), ident
 
     def _array_meta(self, path: str) -> tuple[dict[str, Any] | None, Any]:
-        v2, v2_id = self._doc(f"{path}/.zarray")
+        doc, ident, _ = self._node(path, ".zarray", "array")
+        return doc, ident
+
+    def _node(self, path: str, v2_name: str, node_type: str) -> tuple[dict[str, Any] | None, Any, bool]:
+        """The Zarr 2 document ``v2_name`` of ``path``, else its ``zarr.json`` if that is a
+        ``node_type``; its identity; whether it is Zarr 3's."""
+        v2, v2_id = self._doc(f"{path}/{v2_name}")
         if v2 is not None:
-            return v2, v2_id
+            return v2, v2_id, False
         v3, v3_id = self._doc(f"{path}/zarr.json")
-        if v3 is None or v3.get("node_type") != "array":
-            return None, v3_id
-        return v3, v3_id
+        if v3 is None or v3.get("node_type") != node_type:
+            return None, v3_id, True
+        return v3, v3_id, True
 
     def _doc(self, path: str) -> tuple[dict[str, Any] | None, Any]:
         """The JSON object at ``path`` and its identity; (None, None) if absent or not JSON."""
